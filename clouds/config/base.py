@@ -1,0 +1,9 @@
+"""The strict base every config section derives from: unknown keys are errors, not silently ignored."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
