@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -91,9 +92,7 @@ class ShardSink:
         self.rows.append(describe(key, self.name, encoded, sample))
         self.bytes += sum(len(b) for b in encoded.values())
 
-    def finish(self) -> list[dict[str, Any]]:
-        import json
-
+    def finish(self, stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         try:
             self._tar.close()
             self._file.close()
@@ -103,7 +102,8 @@ class ShardSink:
             raise ArtifactError(f"cannot finish {self.folder.url_of(self.name)}: {err}") from err
         # The part file is written after the tar is in place: a shard counts as complete only with it.
         self.folder.makedirs("_parts")
-        self.folder.write_atomic(part_name(self.index), json.dumps(self.rows, sort_keys=True).encode())
+        part = {"rows": self.rows, "stats": stats or {}}
+        self.folder.write_atomic(part_name(self.index), json.dumps(part, sort_keys=True, default=str).encode())
         return self.rows
 
     def abort(self) -> None:

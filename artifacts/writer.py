@@ -86,11 +86,23 @@ class ArtifactWriter:
         found = (SHARD_RE.match(n) for n in self.folder.listdir())
         return sorted(int(m.group(1)) for m in found if m and self.is_shard_complete(int(m.group(1))))
 
-    def _part_rows(self, index: int) -> list[dict[str, Any]]:
+    def _part(self, index: int) -> dict[str, Any]:
         return json.loads(self.folder.read_bytes(part_name(index)))
 
-    def write_shard(self, index: int, samples: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Write shard `index` from scratch; it appears only once every sample is in it."""
+    def _part_rows(self, index: int) -> list[dict[str, Any]]:
+        return self._part(index)["rows"]
+
+    def shard_stats(self) -> dict[int, dict[str, Any]]:
+        """Statistics each complete shard was written with (kept across resumes, unlike memory)."""
+        return {i: self._part(i)["stats"] for i in self.complete_shards()}
+
+    def write_shard(
+        self, index: int, samples: Iterable[dict[str, Any]], stats: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Write shard `index` from scratch; it appears only once every sample is in it.
+
+        `stats` may be filled by the sample generator while it runs; it is saved with the shard.
+        """
         sink = ShardSink(self.folder, index)
         try:
             for sample in samples:
@@ -102,7 +114,7 @@ class ArtifactWriter:
         if not sink.rows:
             sink.abort()
             raise ArtifactError(f"shard {index} of {self.url} would be empty")
-        return sink.finish()
+        return sink.finish(stats)
 
     def write_stream(self, items: Iterable[LazySample]) -> int:
         """Write lazily built samples in order, rolling over shards by count and bytes.

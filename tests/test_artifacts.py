@@ -233,3 +233,17 @@ def test_folder_artifacts_commit_and_verify(tmp_path):
 def test_unreachable_storage_url():
     with pytest.raises(ArtifactError, match="cannot open storage URL"):
         open_artifact("nosuchproto://bucket/x")
+
+
+def test_shard_stats_survive_a_resume():
+    w = ArtifactWriter("memory://st", stage="test", config_hash="h")
+    stats: dict = {}
+
+    def samples():
+        for i in range(3):
+            stats["count"] = stats.get("count", 0) + 1
+            yield make_sample(i)
+
+    w.write_shard(0, samples(), stats)
+    again = ArtifactWriter("memory://st", stage="test", config_hash="h")
+    assert again.shard_stats() == {0: {"count": 3}}

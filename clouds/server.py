@@ -1,0 +1,112 @@
+"""A local Prefect server and process worker on 127.0.0.1, started and stopped together."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+POOL = "local"
+
+
+class LocalPrefect:
+    """Runs `prefect server start` (loopback only) and `prefect worker start --pool local`.
+
+    Everything lives under `home` (PREFECT_HOME), so it never touches a user's own Prefect profile.
+    """
+
+    def __init__(self, port: int = 4200, home: Path = Path(".prefect"), cwd: Path | None = None, log_dir: Path | None = None):
+        self.port, self.home = port, Path(home).resolve()
+        self.cwd = Path(cwd or Path.cwd()).resolve()
+        self.log_dir = Path(log_dir or self.home / "logs")
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.server: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            PREFECT_HOME=str(self.home), PREFECT_API_URL=self.api_url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_ENABLED=env.get("PREFECT_UI_ENABLED", "true"),
+        )
+        return env
+
+    def _prefect(self) -> str:
+        exe = Path(sys.executable).with_name("prefect")
+        return str(exe) if exe.exists() else (shutil.which("prefect") or "prefect")
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        return subprocess.Popen([self._prefect(), *args], cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def call(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        done = subprocess.run([self._prefect(), *args], cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        return done
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 90) -> LocalPrefect:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self._healthy():
+            raise RuntimeError(f"something already answers on {self.api_url}; choose another --port")
+        self.server = self._spawn("server", "server", "start", "--host", "127.0.0.1", "--port", str(self.port))
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self.server.poll() is not None:
+                raise RuntimeError(f"prefect server exited ({self.server.returncode}); see {self.log_dir / 'server.log'}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"prefect server not healthy after {timeout:.0f}s; see {self.log_dir / 'server.log'}")
+            time.sleep(0.5)
+        pools = self.call("work-pool", "ls").stdout
+        if f" {POOL} " not in pools:
+            self.call("work-pool", "create", POOL, "--type", "process")
+        self.worker = self._spawn("worker", "worker", "start", "--pool", POOL)
+        return self
+
+    def deploy(self) -> str:
+        return self.call("--no-prompt", "deploy", "--all").stdout
+
+    def wait(self) -> None:
+        try:
+            while self.server and self.server.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.server):
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.worker = self.server = None
+
+    def __enter__(self) -> LocalPrefect:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

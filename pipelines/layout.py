@@ -1,0 +1,36 @@
+"""Where each stage's artifact lives under the run root: one place, so flows, CLI and docs agree."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """`{root}/{run}/{stage}` for once-per-run stages, `{root}/{run}/round-{k:03d}/{stage}` per round.
+
+    Round 0 is the source-only warm-up; rounds 1..N are pseudo-label -> refine -> train -> evaluate.
+    """
+
+    root: str
+    run: str
+
+    @property
+    def base(self) -> str:
+        return posixpath.join(self.root.rstrip("/"), self.run)
+
+    def data(self, name: str) -> str:
+        return posixpath.join(self.base, "data", name)
+
+    def once(self, stage: str) -> str:
+        return posixpath.join(self.base, stage)
+
+    def round(self, k: int, stage: str) -> str:
+        if k < 0:
+            raise ValueError(f"round must be >= 0, got {k}")
+        return posixpath.join(self.base, f"round-{k:03d}", stage)
+
+    @property
+    def report(self) -> str:
+        return posixpath.join(self.base, "report")

@@ -1,0 +1,190 @@
+"""One Prefect flow per stage. Flows only wire stage logic (stages/) to artifact URLs (layout.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from artifacts import Folder
+from clouds.device import resolve_device
+from pipelines.context import DEFAULT_CONFIG, RunContext
+from pipelines.tasks import reuse_or_run, run_sharded
+
+
+def _ctx(config: str, overrides: list[str] | None, root: str | None, run: str | None, force: bool) -> RunContext:
+    return RunContext.load(config, overrides, root, run, force)
+
+
+def teacher_checkpoint(ctx: RunContext, k: int) -> str:
+    """Round k is labelled by the EMA teacher saved by round k-1's training (round 0 = warm-up)."""
+    return ctx.layout.round(k - 1, "train")
+
+
+@task(name="ingest-dataset", cache_policy=NONE, task_run_name="ingest-{spec.name}")
+def ingest_dataset(ctx: RunContext, spec: Any) -> dict[str, Any]:
+    from stages.ingest.stage import default_config_hash, ingest
+
+    url = ctx.layout.data(spec.name)
+    h = default_config_hash(spec, ctx.cfg.artifacts)
+    return reuse_or_run(
+        f"ingest {spec.name}", url, "ingest", h, [], ctx.force,
+        lambda overwrite: ingest(spec, url, ctx.cfg.artifacts, config_hash=h, overwrite=overwrite),
+    )
+
+
+@flow(name="ingest")
+def ingest_flow(
+    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+    run: str | None = None, force: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Turn the source and every target dataset of the config into artifacts."""
+    ctx = _ctx(config, overrides, root, run, force)
+    specs = [ctx.cfg.data.source, *ctx.cfg.data.targets]
+    futures = {s.name: ingest_dataset.submit(ctx, s) for s in specs}
+    return {name: f.result() for name, f in futures.items()}
+
+
+@flow(name="prompts")
+def prompts_flow(
+    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+    run: str | None = None, force: bool = False,
+) -> dict[str, Any]:
+    """The LLM (or the template writer) writes the street-scene prompts, once per run."""
+    from stages.prompts.stage import prompts_config_hash, write_prompts
+
+    ctx = _ctx(config, overrides, root, run, force)
+    url, cfg = ctx.layout.once("prompts"), ctx.cfg
+    return reuse_or_run(
+        "prompts", url, "prompts", prompts_config_hash(cfg.prompts, cfg.run.seed), [], ctx.force,
+        lambda overwrite: write_prompts(url, cfg.prompts, cfg.run.seed, device=cfg.run.device,
+                                        shard_max_samples=cfg.artifacts.shard_max_samples, overwrite=overwrite),
+    )
+
+
+@flow(name="synthesize")
+def synthesize_flow(
+    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+    run: str | None = None, force: bool = False,
+) -> dict[str, Any]:
+    """The diffusion model (or toycity) renders images from the prompts; one task per shard."""
+    from stages.synthesize.stage import prepare_synthesize, synthesize_config_hash
+
+    ctx = _ctx(config, overrides, root, run, force)
+    cfg, prompts = ctx.cfg, ctx.layout.once("prompts")
+    url = ctx.layout.once("synthesize")
+    h = synthesize_config_hash(cfg.synthesize, cfg.run.seed, cfg.artifacts.shard_max_samples, cfg.artifacts.image_format)
+    return reuse_or_run(
+        "synthesize", url, "synthesize", h, [prompts], ctx.force,
+        lambda overwrite: run_sharded(prepare_synthesize(
+            prompts, url, cfg.synthesize, cfg.run.seed, cfg.artifacts.shard_max_samples,
+            device=cfg.run.device, image_format=cfg.artifacts.image_format, overwrite=overwrite)),
+    )
+
+
+@flow(name="pseudo-label")
+def pseudo_label_flow(
+    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+    run: str | None = None, round: int = 1, force: bool = False,
+) -> dict[str, Any]:
+    """The EMA teacher of round k-1 labels every generated image; one task per shard."""
+    from models.checkpoint import load_checkpoint
+    from stages.pseudo_label.stage import config_hash, prepare_pseudo_label
+
+    ctx = _ctx(config, overrides, root, run, force)
+    images, checkpoint = ctx.layout.once("synthesize"), teacher_checkpoint(ctx, round)
+    url = ctx.layout.round(round, "pseudo-label")
+
+    def go(overwrite: bool) -> Any:
+        device = resolve_device(ctx.cfg.run.device)
+        student, teacher, _, _ = load_checkpoint(checkpoint, device=device)
+        model = teacher if teacher is not None else student
+        return run_sharded(prepare_pseudo_label(model, images, checkpoint, url, ctx.cfg.pseudo_label,
+                                                device=device, overwrite=overwrite))
+
+    return reuse_or_run("pseudo-label", url, "pseudo-label", config_hash(ctx.cfg.pseudo_label),
+                        [images, checkpoint], ctx.force, go)
+
+
+@flow(name="refine")
+def refine_flow(
+    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+    run: str | None = None, round: int = 1, force: bool = False,
+) -> dict[str, Any]:
+    """SAM (or superpixels) refines round k's pseudo labels; one task per shard."""
+    from stages.refine.stage import config_hash, prepare_refine
+
+    ctx = _ctx(config, overrides, root, run, force)
+    cfg = ctx.cfg
+    labels, url = ctx.layout.round(round, "pseudo-label"), ctx.layout.round(round, "refine")
+    return reuse_or_run(
+        "refine", url, "refine", config_hash(cfg.refine, cfg.run.seed), [labels], ctx.force,
+        lambda overwrite: run_sharded(prepare_refine(labels, url, cfg.refine, cfg.run.seed,
+                                                     cfg.artifacts.shard_max_samples,
+                                                     device=resolve_device(cfg.run.device), overwrite=overwrite)),
+    )
+
+
+@flow(name="train")
+def train_flow(
+    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+    run: str | None = None, round: int = 0, force: bool = False,
+) -> dict[str, Any]:
+    """Round 0: source-only warm-up. Round k: source + round k's refined labels, continuing round k-1."""
+    from stages.train.stage import train, train_config_hash
+
+    ctx = _ctx(config, overrides, root, run, force)
+    cfg = ctx.cfg
+    source, url = ctx.layout.data(cfg.data.source.name), ctx.layout.round(round, "train")
+    if round == 0:
+        mode, synthetic, init, iters = "warmup", [], None, cfg.train.warmup_iters
+    else:
+        mode, synthetic, init = "joint", [ctx.layout.round(round, "refine")], teacher_checkpoint(ctx, round)
+        iters = cfg.loop.round_iters or max(1, cfg.train.joint_iters // cfg.loop.rounds)
+    inputs = [source, *synthetic] + ([init] if init else [])
+    h = train_config_hash(cfg, mode, iters, inputs)
+
+    def go(overwrite: bool) -> Any:
+        if overwrite:
+            Folder.at(url).remove()
+        return train(cfg, source, synthetic, url, init_checkpoint=init, iters=iters, mode=mode)
+
+    return reuse_or_run(f"train round {round}", url, "train", h, inputs, ctx.force, go)
+
+
+@flow(name="evaluate")
+def evaluate_flow(
+    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+    run: str | None = None, round: int = 0, force: bool = False,
+) -> dict[str, Any]:
+    """mIoU of round k's student on every target artifact (per domain, per class)."""
+    from stages.evaluate.stage import evaluate, evaluate_config_hash
+
+    ctx = _ctx(config, overrides, root, run, force)
+    cfg = ctx.cfg
+    checkpoint, url = ctx.layout.round(round, "train"), ctx.layout.round(round, "evaluate")
+    targets = {t.name: ctx.layout.data(t.name) for t in cfg.data.targets}
+    if not targets:
+        get_run_logger().warning("the config names no target datasets: nothing to evaluate")
+        return {"stage": "evaluate", "url": None, "reused": False}
+
+    def go(overwrite: bool) -> Any:
+        if overwrite:
+            Folder.at(url).remove()
+        return evaluate(checkpoint, targets, cfg.evaluate, url, device=cfg.run.device)
+
+    return reuse_or_run(f"evaluate round {round}", url, "evaluate", evaluate_config_hash(cfg.evaluate),
+                        [checkpoint, *targets.values()], ctx.force, go)
+
+
+STAGE_FLOWS = {
+    "ingest": ingest_flow,
+    "prompts": prompts_flow,
+    "synthesize": synthesize_flow,
+    "pseudo-label": pseudo_label_flow,
+    "refine": refine_flow,
+    "train": train_flow,
+    "evaluate": evaluate_flow,
+}
+ROUND_STAGES = {"pseudo-label", "refine", "train", "evaluate"}

@@ -1,0 +1,106 @@
+"""One task per shard: read generated images, write teacher labels, confidences and their quality."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from artifacts import Artifact, ArtifactWriter, image_member, open_artifact
+from clouds.config import PseudoLabelConfig
+from stages.evaluate.metrics import confusion_matrix, iou_per_class, mean_iou
+from stages.pseudo_label.labeler import label_images
+from stages.sharded import ShardedJob
+
+log = logging.getLogger(__name__)
+TRUE = "true.seg.png"
+
+
+def label_shard(
+    teacher: torch.nn.Module,
+    images: Artifact,
+    shard_index: int,
+    writer: ArtifactWriter,
+    cfg: PseudoLabelConfig,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Label every image of one input shard into the output shard of the same index."""
+    shard = images.shards[shard_index]
+    stats: dict[str, Any] = {"samples": 0}
+
+    def samples() -> Iterator[dict[str, Any]]:
+        confusion = np.zeros((19, 19), dtype=np.int64)
+        inputs = list(images.iter_samples([shard]))
+        labels = label_images(teacher, [image_member(s) for s in inputs], cfg.batch_size, device, cfg.confidence_threshold)
+        for sample, (label, conf) in zip(inputs, labels):
+            out = {k: v for k, v in sample.items() if k in ("png", "jpg", "json", TRUE)}
+            out["__key__"] = sample["__key__"]
+            out["seg.png"], out["conf.png"] = label, conf
+            meta = dict(sample.get("json") or {})
+            meta["pseudo_coverage"] = float((label != 255).mean())
+            meta["pseudo_confidence"] = float(conf.mean() / 255.0)
+            if TRUE in sample:
+                pred = torch.from_numpy(label.astype(np.int64))
+                c = confusion_matrix(pred, torch.from_numpy(sample[TRUE].astype(np.int64))).numpy()
+                confusion += c
+                meta["pseudo_miou"] = mean_iou(c)
+            out["json"] = meta
+            stats["samples"] += 1
+            yield out
+        if TRUE in (inputs[0] if inputs else {}):
+            stats["confusion"] = confusion.tolist()
+
+    writer.write_shard(shard_index, samples(), stats)
+    return stats
+
+
+def config_hash(cfg: PseudoLabelConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_pseudo_label(
+    teacher: torch.nn.Module,
+    images_url: str,
+    checkpoint_url: str,
+    output_url: str,
+    cfg: PseudoLabelConfig,
+    *,
+    device: torch.device,
+    overwrite: bool = False,
+) -> ShardedJob:
+    """One output shard per input shard; shards done by an interrupted run are kept."""
+    images = open_artifact(images_url)
+    writer = ArtifactWriter(
+        output_url, stage="pseudo-label", config_hash=config_hash(cfg), inputs=[images_url, checkpoint_url],
+        params=cfg.model_dump(mode="json"), overwrite=overwrite,
+    )
+    teacher.eval()
+    return ShardedJob(
+        writer=writer,
+        num_shards=len(images.shards),
+        run_shard=lambda i: label_shard(teacher, images, i, writer, cfg, device),
+        finish=lambda: writer.commit(summarize(writer.shard_stats()), expected_shards=len(images.shards)),
+        name="pseudo-label",
+    )
+
+
+def pseudo_label_artifact(*args: Any, **kwargs: Any) -> Artifact:
+    """Label a whole generated-image artifact in this process (see `prepare_pseudo_label`)."""
+    return prepare_pseudo_label(*args, **kwargs).run_all()
+
+
+def summarize(shard_stats: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Overall pseudo-label quality from the per-shard confusion matrices (when true labels exist)."""
+    out: dict[str, Any] = {"samples": sum(s["samples"] for s in shard_stats.values())}
+    matrices = [np.asarray(s["confusion"]) for s in shard_stats.values() if "confusion" in s]
+    if matrices:
+        total = sum(matrices)
+        out["pseudo_miou"] = mean_iou(total)
+        out["pseudo_iou_per_class"] = [None if np.isnan(v) else float(v) for v in iou_per_class(total)]
+        out["pseudo_miou_per_shard"] = {str(i): mean_iou(np.asarray(s["confusion"])) for i, s in shard_stats.items() if "confusion" in s}
+    return out
