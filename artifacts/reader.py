@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from artifacts.codecs import decode_member
 from artifacts.errors import ArtifactError
@@ -53,10 +54,11 @@ class Artifact:
             )
         return read_manifest(data, self.folder.url_of(MANIFEST))
 
-    @cached_property
-    def _rows(self) -> dict[str, dict[str, Any]]:
+    def _shard_rows(self, shard: str) -> dict[str, dict[str, Any]]:
+        """Manifest rows of one shard only, so reading memory stays flat however many shards there are."""
         table = self.manifest.select(["key", "shard", "members", "member_sha256"])
-        return {r["key"]: r for r in table.to_pylist()}
+        rows = table.filter(pc.equal(table.column("shard"), shard)).to_pylist()
+        return {r["key"]: r for r in rows}
 
     @property
     def keys(self) -> list[str]:
@@ -65,11 +67,11 @@ class Artifact:
     def shard_url(self, shard: str) -> str:
         return self.folder.url_of(shard)
 
-    def _check(self, shard: str, sample: dict[str, Any], verify: bool) -> None:
+    def _check(self, rows: dict[str, dict[str, Any]], shard: str, sample: dict[str, Any], verify: bool) -> None:
         key = sample["__key__"]
         where = f"{self.folder.url_of(shard)}, sample {key!r}"
-        row = self._rows.get(key)
-        if row is None or row["shard"] != shard:
+        row = rows.get(key)
+        if row is None:
             raise ArtifactError(f"{where}: not listed in the manifest for this shard")
         members = sorted(m for m in sample if not m.startswith("__"))
         if members != sorted(row["members"]):
@@ -94,9 +96,9 @@ class Artifact:
         for shard in self.shards if shards is None else list(shards):
             if shard not in self.lineage["shards"]:
                 raise ArtifactError(f"{self.url} has no shard {shard!r}")
-            count = 0
+            count, rows = 0, self._shard_rows(shard)
             for raw in iter_shard_raw(self.folder, shard):
-                self._check(shard, raw, verify)
+                self._check(rows, shard, raw, verify)
                 count += 1
                 out: dict[str, Any] = {"__key__": raw["__key__"], "__shard__": shard}
                 for m, data in raw.items():
@@ -109,14 +111,15 @@ class Artifact:
                             f"{self.folder.url_of(shard)}, sample {raw['__key__']!r}: member {m!r} cannot be decoded: {err}"
                         ) from err
                 yield out
-            expected = sum(1 for r in self._rows.values() if r["shard"] == shard)
-            if count != expected:
-                raise ArtifactError(f"{self.folder.url_of(shard)} holds {count} samples, the manifest lists {expected}")
+            if count != len(rows):
+                raise ArtifactError(f"{self.folder.url_of(shard)} holds {count} samples, the manifest lists {len(rows)}")
 
     def get(self, key: str, *, decode: bool = True) -> dict[str, Any]:
-        row = self._rows.get(key)
-        if row is None:
+        keys = self.manifest.column("key")
+        match = self.manifest.filter(pc.equal(keys, key)).column("shard").to_pylist()
+        if not match:
             raise KeyError(f"{self.url} has no sample {key!r}")
+        row = {"shard": match[0]}
         for sample in self.iter_samples([row["shard"]], decode=decode):
             if sample["__key__"] == key:
                 return sample

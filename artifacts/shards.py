@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import webdataset as wds
@@ -48,14 +49,17 @@ def encode_sample(sample: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     return key, encoded
 
 
+def member_hashes(encoded: dict[str, bytes]) -> dict[str, str]:
+    return {m: sha256_bytes(b) for m, b in sorted(encoded.items())}
+
+
 def describe(key: str, shard: str, encoded: dict[str, bytes], sample: dict[str, Any]) -> dict[str, Any]:
-    """The manifest row of one sample: sizes and hashes of each member, image size, metadata."""
+    """The manifest row of one sample (member hashes are filled in by the caller)."""
     row: dict[str, Any] = {
         "key": key,
         "shard": shard,
         "members": sorted(encoded),
         "member_bytes": {m: len(b) for m, b in sorted(encoded.items())},
-        "member_sha256": {m: sha256_bytes(b) for m, b in sorted(encoded.items())},
         "bytes": sum(len(b) for b in encoded.values()),
     }
     image = next((sample[m] for m in ("png", "jpg", "jpeg") if m in sample), None)
@@ -72,6 +76,9 @@ class ShardSink:
 
     def __init__(self, folder: Folder, index: int):
         self.folder, self.index = folder, index
+        # hashlib releases the GIL on large buffers: hashing overlaps with tar writing on a second core.
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._hashes: list[Future[dict[str, str]]] = []
         self.name = shard_name(index)
         self.tmp = folder.join(f".{self.name}.tmp")
         self.rows: list[dict[str, Any]] = []
@@ -90,9 +97,13 @@ class ShardSink:
             self.abort()
             raise ArtifactError(f"cannot write {self.folder.url_of(self.name)} (sample {key!r}): {err}") from err
         self.rows.append(describe(key, self.name, encoded, sample))
+        self._hashes.append(self._hasher.submit(member_hashes, encoded))
         self.bytes += sum(len(b) for b in encoded.values())
 
     def finish(self, stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        for row, hashes in zip(self.rows, self._hashes):
+            row["member_sha256"] = hashes.result()
+        self._hasher.shutdown()
         try:
             self._tar.close()
             self._file.close()
@@ -107,6 +118,7 @@ class ShardSink:
         return self.rows
 
     def abort(self) -> None:
+        self._hasher.shutdown(cancel_futures=True)
         for closer in (self._tar.close, self._file.close):
             try:
                 closer()

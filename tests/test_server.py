@@ -1,0 +1,50 @@
+"""A real Prefect server on 127.0.0.1, a process worker, `prefect deploy --all`, and a deployment run."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from artifacts import is_committed
+from clouds.server import LocalPrefect
+
+REPO = Path(__file__).resolve().parent.parent
+MICRO = str(Path(__file__).parent / "micro.yaml")
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_deployment_run_full_round(tmp_path):
+    root = tmp_path / "runs"
+    local = LocalPrefect(port=free_port(), home=tmp_path / "prefect", cwd=REPO)
+    with local:
+        out = local.deploy()
+        assert "full-round" in out
+        names = local.call("deployment", "ls").stdout
+        for name in ("full-round", "loop", "ingest", "prompts", "synthesize", "pseudo-label", "refine", "train", "evaluate"):
+            assert name in names
+        params = json.dumps({"config": MICRO, "root": str(root), "round": 1})
+        done = subprocess.run(
+            [local._prefect(), "deployment", "run", "clouds/full-round", "--params", params, "--watch",
+             "--watch-timeout", "900"],
+            cwd=REPO, env=local.env, capture_output=True, text=True, timeout=960,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "Completed" in done.stdout
+        # The server only ever listens on loopback.
+        hosts = {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == local.port}
+        assert hosts == {"127.0.0.1"}, hosts
+    assert local.server is None and local.worker is None
+    for stage in ("pseudo-label", "refine", "train", "evaluate"):
+        assert is_committed(str(root / "micro" / "round-001" / stage)), stage
+    assert (root / "micro" / "report" / "index.html").exists()
