@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from clouds.config.base import Section
 
@@ -22,30 +22,38 @@ class PromptsConfig(Section):
     model: str | None = Field(None, description="HF repo id or local folder (transformers, vllm)")
     count: int = Field(100, ge=1)
     instruction: str = DEFAULT_INSTRUCTION
-    min_words: int = 8
-    max_words: int = 17
+    min_words: int = Field(8, ge=1)
+    max_words: int = Field(17, ge=1)
     prefixes: list[str] = Field(default_factory=lambda: ["A photo of a", "A picture of a", "A snapshot of a"])
     require_prefix: bool = True
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 48
-    batch_size: int = 16
-    max_attempts: int = Field(20, description="request rounds before giving up on reaching 'count'")
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    dtype: str = "auto"
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(48, ge=1)
+    batch_size: int = Field(16, ge=1, description="transformers: prompts per generate() call")
+    max_attempts: int = Field(20, ge=1, description="request rounds before giving up on reaching 'count'")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm only")
+    pipeline_parallel_size: int = Field(1, ge=1, description="vllm only")
+    dtype: str = Field("auto", description="model weights dtype: auto, float16, bfloat16, float32")
+
+    @model_validator(mode="after")
+    def _word_range(self) -> PromptsConfig:
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) is larger than max_words ({self.max_words})")
+        if self.require_prefix and not self.prefixes:
+            raise ValueError("require_prefix is true but prefixes is empty")
+        return self
 
 
 class SynthesizeConfig(Section):
     backend: Literal["diffusers", "toycity"] = "toycity"
     model: str | None = Field("stabilityai/stable-diffusion-2", description="diffusers repo id or local folder")
     num_images: int = Field(5000, ge=1)
-    height: int = 768
-    width: int = 768
-    steps: int = 50
+    height: int = Field(768, ge=16)
+    width: int = Field(768, ge=16)
+    steps: int = Field(50, ge=1)
     guidance_scale: float = 7.5
-    scheduler: Literal["euler", "default"] = "euler"
-    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
-    batch_size: int = 8
+    scheduler: Literal["euler", "default"] = Field("euler", description="'default' keeps the pipeline's own")
+    dtype: Literal["float16", "bfloat16", "float32"] = Field("float16", description="on GPU; CPU runs float32")
+    batch_size: int = Field(8, ge=1, description="prompts per pipeline call")
     negative_prompt: str | None = None
-    max_retries: int = Field(3, description="new seeds tried for a NaN/black image before failing")
+    max_retries: int = Field(3, ge=0, description="new seeds tried for a NaN/black image before failing")
