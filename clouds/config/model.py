@@ -43,7 +43,10 @@ class DecoderConfig(Section):
 class HeadConfig(Section):
     kind: Literal["linear", "text"] = Field("linear", description="learned 19+1 classifier, or CLIP text embeddings")
     ensemble: bool = Field(False, description="test-time CLIP geometric ensemble")
-    ensemble_alpha: float = 0.4
+    ensemble_alpha: float = Field(0.4, ge=0.0, le=1.0, description="weight of CLIP in the geometric ensemble")
+    ensemble_on_valid_mask: bool = Field(
+        False, description="ensemble only queries whose mask is non-empty at CLIP's stride (reference: off)"
+    )
 
 
 class ModelConfig(Section):

@@ -36,9 +36,9 @@ class RefineConfig(Section):
 
 
 class TrainConfig(Section):
-    warmup_iters: int = 40000
-    joint_iters: int = 40000
-    batch_size: int = 8
+    warmup_iters: int = Field(40000, ge=1)
+    joint_iters: int = Field(40000, ge=1)
+    batch_size: int = Field(8, ge=1)
     lr: float = 1e-5
     schedule: Literal["constant", "poly"] = "constant"
     poly_power: float = 0.9
@@ -48,17 +48,23 @@ class TrainConfig(Section):
     scale_range: tuple[float, float] = (0.5, 2.0)
     base_size: tuple[int, int] = Field((1052, 1914), description="source (H, W) that random scaling starts from")
     color_jitter: bool = True
-    repeat_factor: float = Field(2.0, description="oversampling of generated images (GTA 2.0, SYNTHIA 0.7, CS 0.2)")
-    ema_alpha: float = 0.999
-    ema_period: int = 100
-    checkpoint_every: int = 1000
-    log_every: int = 20
-    num_workers: int = 2
+    repeat_factor: float = Field(2.0, ge=0.0, description="oversampling of generated images (GTA 2.0, SYNTHIA 0.7, CS 0.2)")
+    ema_alpha: float = Field(0.999, ge=0.0, le=1.0)
+    ema_period: int = Field(100, ge=1, description="teacher EMA update every N iterations")
+    checkpoint_every: int = Field(1000, ge=1, description="resumable snapshot every N iterations")
+    log_every: int = Field(20, ge=1)
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
 
 
 class EvaluateConfig(Section):
-    short_side: int | None = Field(1024, description="resize short side to this (null = native size)")
-    batch_size: int = 1
+    short_side: int | None = Field(1024, ge=1, description="resize short side to this (null = native size)")
+    batch_size: int = Field(1, ge=1, description="images per forward pass (only equal-sized images share one)")
+    weights: Literal["student", "teacher"] = Field("student", description="which network of a checkpoint to score")
+    label_resolution: Literal["resized", "native"] = Field(
+        "resized",
+        description="score against labels resized like the image (nearest; SPEC for BDD/Mapillary/ACDC), or "
+        "upsample the scores to the label's native size (as Cityscapes' official evaluator sees it)",
+    )
 
 
 class LoopConfig(Section):

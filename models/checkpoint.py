@@ -1,0 +1,142 @@
+"""Segmenter checkpoints: safetensors weights + the ModelConfig that rebuilds the architecture, on any fsspec URL.
+
+Layout of a checkpoint directory:
+  student_decoder.safetensors   always
+  teacher_decoder.safetensors   when an EMA teacher exists
+  backbone.safetensors          when the backbone was trained (freeze: false) or has random weights
+                                (pretrained: null) — otherwise it is rebuilt from its open_clip tag/file
+  extra.json                    caller's json-able state (iteration, optimiser-free bookkeeping, ...)
+  model.json                    the ModelConfig dump; written last, so its presence marks a complete save
+No pickles: weights go through safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fsspec
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import Tensor, nn
+
+from clouds.config.model import ModelConfig
+from models.build import build_segmenter
+from models.ema import make_teacher
+from models.segmenter import Segmenter
+
+MODEL_JSON = "model.json"
+EXTRA_JSON = "extra.json"
+STUDENT = "student_decoder.safetensors"
+TEACHER = "teacher_decoder.safetensors"
+BACKBONE = "backbone.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the requested architecture."""
+
+
+def _saves_backbone(cfg: ModelConfig) -> bool:
+    return not cfg.backbone.freeze or cfg.backbone.pretrained is None
+
+
+def _write(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)
+
+
+def _tensors(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(
+    path: str, student: Segmenter, teacher: Segmenter | None, cfg: ModelConfig, extra: dict[str, Any]
+) -> str:
+    """Write a checkpoint directory at `path` (local path or fsspec URL); returns `path`."""
+    try:
+        extra_text = json.dumps(extra, indent=2, sort_keys=True)
+    except TypeError as e:
+        raise ValueError(f"save_checkpoint({path}): `extra` must be json-able: {e}") from e
+    fs, root = fsspec.core.url_to_fs(path)
+    fs.makedirs(root, exist_ok=True)
+    if fs.exists(f"{root}/{MODEL_JSON}"):
+        fs.rm(f"{root}/{MODEL_JSON}")  # the save is incomplete until model.json is rewritten
+    _write(fs, f"{root}/{STUDENT}", save_safetensors(_tensors(student.decoder), {"part": "student_decoder"}))
+    if teacher is not None:
+        _write(fs, f"{root}/{TEACHER}", save_safetensors(_tensors(teacher.decoder), {"part": "teacher_decoder"}))
+    elif fs.exists(f"{root}/{TEACHER}"):
+        fs.rm(f"{root}/{TEACHER}")
+    if _saves_backbone(cfg):
+        _write(fs, f"{root}/{BACKBONE}", save_safetensors(_tensors(student.backbone), {"part": "backbone"}))
+    _write(fs, f"{root}/{EXTRA_JSON}", extra_text.encode())
+    _write(fs, f"{root}/{MODEL_JSON}", cfg.model_dump_json(indent=2).encode())
+    return path
+
+
+def _read(fs: fsspec.AbstractFileSystem, path: str, url: str) -> bytes:
+    if not fs.exists(path):
+        raise FileNotFoundError(f"checkpoint file missing: {url}")
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+DERIVED_PREFIX = "text_classifier."
+"""Decoder tensors that are not learned but recomputed from CLIP at build time (class text embeddings): a
+checkpoint trained without them (linear head) may be evaluated with the CLIP ensemble switched on."""
+
+
+def _load_into(module: nn.Module, state: dict[str, Tensor], what: str) -> None:
+    """Strict load that names every missing, unexpected and wrongly-shaped key."""
+    expected = module.state_dict()
+    state = dict(state)
+    for k in [k for k in state if k.startswith(DERIVED_PREFIX) and k not in expected]:
+        del state[k]
+    for k in expected:
+        if k.startswith(DERIVED_PREFIX) and k not in state:
+            state[k] = expected[k]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state) if state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or mismatched:
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:25]) + (f", ... ({len(keys)} in all)" if len(keys) > 25 else "")
+        raise CheckpointError(
+            f"{what} was saved for another architecture: "
+            f"missing keys [{show(missing)}]; unexpected keys [{show(unexpected)}]; "
+            f"shape mismatches [{show(mismatched)}]"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(
+    path: str, device: str | torch.device = "cpu", cfg: ModelConfig | None = None
+) -> tuple[Segmenter, Segmenter | None, ModelConfig, dict[str, Any]]:
+    """Rebuild (student, teacher or None, cfg, extra) from `path`.
+
+    The architecture comes from the checkpoint's model.json unless `cfg` is given (e.g. the current run's
+    config): then the weights must fit that architecture or CheckpointError lists the offending keys. The
+    teacher shares the student's backbone object, as during training.
+    """
+    fs, root = fsspec.core.url_to_fs(path)
+    saved_cfg = ModelConfig.model_validate_json(_read(fs, f"{root}/{MODEL_JSON}", f"{path}/{MODEL_JSON}"))
+    cfg = cfg or saved_cfg
+    extra = json.loads(_read(fs, f"{root}/{EXTRA_JSON}", f"{path}/{EXTRA_JSON}"))
+    student = build_segmenter(cfg, device="cpu")
+    if _saves_backbone(saved_cfg):
+        state = load_safetensors(_read(fs, f"{root}/{BACKBONE}", f"{path}/{BACKBONE}"))
+        _load_into(student.backbone, state, f"{path}/{BACKBONE}")
+    state = load_safetensors(_read(fs, f"{root}/{STUDENT}", f"{path}/{STUDENT}"))
+    _load_into(student.decoder, state, f"{path}/{STUDENT}")
+    teacher = None
+    if fs.exists(f"{root}/{TEACHER}"):
+        teacher = make_teacher(student)
+        state = load_safetensors(_read(fs, f"{root}/{TEACHER}", f"{path}/{TEACHER}"))
+        _load_into(teacher.decoder, state, f"{path}/{TEACHER}")
+        teacher.to(device)
+    return student.to(device), teacher, cfg, extra

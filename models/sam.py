@@ -1,0 +1,154 @@
+"""Loading Segment Anything (SAM) models for pseudo-label refinement.
+
+Model types:
+- ``vit_h``, ``vit_l``, ``vit_b``: Meta's SAM, built from ``segment_anything.sam_model_registry``.
+  A checkpoint is required (e.g. ``sam_vit_h_4b8939.pth``): random SAM weights give meaningless masks.
+- ``vit_t``: MobileSAM, the CLOUDS reference default. It is not on PyPI; install it with
+  ``pip install git+https://github.com/ChaoningZhang/MobileSAM`` (package ``mobile_sam``), checkpoint
+  ``mobile_sam.pt``.
+- ``tiny``: a few-thousand-parameter SAM built from segment_anything's own classes, random weights unless
+  a checkpoint is given. It exists so tests and the CPU demo run the exact predictor path real weights do.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` (or safetensors) and then
+``load_state_dict``; the registry builders call ``torch.load`` on the file themselves, which on older
+torch versions unpickles arbitrary objects, so they are always called with ``checkpoint=None``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+from segment_anything import sam_model_registry
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+SAM_MODEL_TYPES: tuple[str, ...] = ("vit_h", "vit_l", "vit_b", "vit_t", "tiny")
+MOBILE_SAM_INSTALL = "pip install git+https://github.com/ChaoningZhang/MobileSAM"
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' means the GPU when there is one, so one config runs on laptops and on GPU nodes."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_tiny_sam(
+    img_size: int = 256,
+    encoder_dim: int = 32,
+    encoder_depth: int = 2,
+    prompt_dim: int = 32,
+) -> Sam:
+    """A random-weight SAM small enough for CPU tests, wired exactly like the registry's builds."""
+    patch_size = 16
+    grid = img_size // patch_size
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=img_size,
+            patch_size=patch_size,
+            embed_dim=encoder_dim,
+            depth=encoder_depth,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=prompt_dim,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            window_size=8,
+            global_attn_indexes=(encoder_depth - 1,),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(img_size, img_size),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=2, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2
+            ),
+            transformer_dim=prompt_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=prompt_dim,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    return sam.eval()
+
+
+def _mobile_sam_builder() -> Callable[..., torch.nn.Module]:
+    try:
+        from mobile_sam import sam_model_registry as mobile_registry  # type: ignore[import-not-found]
+    except ImportError as err:
+        raise ImportError(
+            f"sam_model_type 'vit_t' (MobileSAM) needs the mobile_sam package, which is not on PyPI: "
+            f"run `{MOBILE_SAM_INSTALL}`, or choose vit_b/vit_l/vit_h"
+        ) from err
+    return mobile_registry["vit_t"]
+
+
+def build_sam(model_type: str) -> torch.nn.Module:
+    """The architecture of `model_type` with random weights (what a checkpoint is loaded into)."""
+    if model_type == "tiny":
+        return build_tiny_sam()
+    if model_type == "vit_t":
+        return _mobile_sam_builder()(checkpoint=None).eval()
+    if model_type in sam_model_registry and model_type != "default":
+        return sam_model_registry[model_type](checkpoint=None).eval()
+    raise ValueError(f"unknown SAM model type {model_type!r}; expected one of {', '.join(SAM_MODEL_TYPES)}")
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors only: a checkpoint must not be able to run code when it is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SAM checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError for bad files
+        raise ValueError(f"SAM checkpoint {path} cannot be read as a weights-only state dict: {err}") from err
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"SAM checkpoint {path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_sam(
+    model_type: str,
+    checkpoint: str | os.PathLike[str] | None,
+    device: str | torch.device = "cpu",
+) -> torch.nn.Module:
+    """A SAM in eval mode with frozen weights on `device`, ready for `SamPredictor`.
+
+    Real model types need a checkpoint; 'tiny' keeps its random weights when none is given.
+    """
+    if model_type not in SAM_MODEL_TYPES:
+        raise ValueError(
+            f"unknown SAM model type {model_type!r}; expected one of {', '.join(SAM_MODEL_TYPES)}"
+        )
+    if checkpoint is None and model_type != "tiny":
+        raise ValueError(
+            f"SAM model type {model_type!r} needs a checkpoint (refine.sam_checkpoint); "
+            "random weights would produce meaningless masks"
+        )
+    state = read_state_dict(checkpoint) if checkpoint is not None else None
+    sam = build_sam(model_type)
+    if state is not None:
+        missing, unexpected = sam.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"SAM checkpoint {checkpoint} does not match model type {model_type!r}: "
+                f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            )
+    sam.requires_grad_(False)
+    return sam.to(resolve_device(device)).eval()

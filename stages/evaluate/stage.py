@@ -1,0 +1,217 @@
+"""The evaluate stage: confusion-matrix mIoU of a segmenter on every target artifact (SPEC "Evaluation").
+
+Protocol: whole image, single scale, short side resized to `short_side` (bilinear image, nearest label;
+null = native), no sliding window, no TTA. Output is a committed folder artifact holding per-domain and
+per-class IoU (parquet), the raw confusion matrices, a markdown table and a bar chart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as TF
+from torch import nn
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+from artifacts import (
+    ArtifactError,
+    Folder,
+    commit_folder,
+    image_member,
+    is_committed,
+    open_artifact,
+    read_lineage,
+)
+from clouds.config import EvaluateConfig
+from clouds.device import resolve_device
+from clouds.labels import CLASS_NAMES, NUM_CLASSES, check_train_ids
+from models.checkpoint import load_checkpoint
+from stages.evaluate.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from stages.evaluate.report import bar_chart, markdown_table
+
+log = logging.getLogger(__name__)
+
+STAGE = "evaluate"
+LABEL_MEMBER = "seg.png"
+DOMAIN_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def evaluate_config_hash(cfg: EvaluateConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resize_short_side(
+    image: torch.Tensor, label: torch.Tensor | None, short_side: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Image [3,H,W] bilinear (antialiased), label [H,W] nearest, so that min(H, W) == short_side."""
+    if short_side is None or min(image.shape[-2:]) == short_side:
+        return image, label
+    img = F.resize(tv_tensors.Image(image), [short_side], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    lab = None if label is None else F.resize(tv_tensors.Mask(label), [short_side]).as_subclass(torch.Tensor)
+    return img.as_subclass(torch.Tensor), lab
+
+
+def _samples(url: str) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(key, image uint8 [3,H,W], label uint8 [H,W]) of a target artifact, checked."""
+    art = open_artifact(url)
+    for s in art.iter_samples(members={"png", "jpg", "jpeg", LABEL_MEMBER}):
+        where = f"{url}, sample {s['__key__']!r}"
+        if LABEL_MEMBER not in s:
+            raise ArtifactError(f"{where}: no {LABEL_MEMBER!r} label to evaluate against")
+        image, label = image_member(s), s[LABEL_MEMBER]
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if label.ndim != 2 or label.shape != image.shape[:2]:
+            raise ArtifactError(f"{where}: label shape {label.shape} does not match image shape {image.shape[:2]}")
+        check_train_ids(label, where)
+        yield s["__key__"], torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(label)
+
+
+@torch.inference_mode()
+def _predict(model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]], native: bool) -> list[torch.Tensor]:
+    if not native:
+        return list(model.predict(images))
+    scores = model.predict_scores(images)
+    return [TF.interpolate(s[None], size=hw, mode="bilinear", align_corners=False)[0].argmax(0)
+            for s, hw in zip(scores, sizes, strict=True)]
+
+
+def confusion_on(model: nn.Module, url: str, cfg: EvaluateConfig, device: torch.device) -> tuple[torch.Tensor, int]:
+    """Accumulated confusion matrix of `model` over one target artifact, and the number of images."""
+    conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64, device=device)
+    native = cfg.label_resolution == "native"
+    batch: list[tuple[torch.Tensor, torch.Tensor]] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal conf
+        images = torch.stack([img for img, _ in batch]).to(device).float()
+        labels = [lab.to(device) for _, lab in batch]
+        for pred, lab in zip(_predict(model, images, [tuple(lab.shape) for lab in labels], native), labels, strict=True):
+            conf += confusion_matrix(pred, lab)
+        batch.clear()
+
+    for _, image, label in _samples(url):
+        resized, resized_label = resize_short_side(image, label, cfg.short_side)
+        target = label if native else resized_label
+        if batch and (len(batch) == cfg.batch_size or batch[0][0].shape != resized.shape):
+            flush()
+        batch.append((resized, target))
+        count += 1
+    if batch:
+        flush()
+    if count == 0:
+        raise ArtifactError(f"{url} holds no samples to evaluate")
+    return conf.cpu(), count
+
+
+def _load_model(model_or_checkpoint_url: nn.Module | str, cfg: EvaluateConfig, device: torch.device) -> nn.Module:
+    if not isinstance(model_or_checkpoint_url, str):
+        return model_or_checkpoint_url.to(device).eval()
+    url = model_or_checkpoint_url
+    read_lineage(url)  # only committed checkpoints are scored
+    student, teacher, _, _ = load_checkpoint(url, device=device)
+    if cfg.weights == "teacher":
+        if teacher is None:
+            raise ValueError(f"evaluate.weights is 'teacher' but checkpoint {url} holds no EMA teacher (a warm-up?)")
+        return teacher.eval()
+    return student.eval()
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def evaluate(
+    model_or_checkpoint_url: nn.Module | str,
+    target_urls: dict[str, str],
+    cfg: EvaluateConfig,
+    output_url: str,
+    *,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score a model (or a committed checkpoint artifact) on each target; commit the report at `output_url`.
+
+    Returns {"url", "miou": {domain: mIoU}, "mean_miou", "images": {domain: n}}.
+    """
+    if not target_urls:
+        raise ValueError("evaluate needs at least one target artifact")
+    for name in target_urls:
+        if not DOMAIN_RE.match(name):
+            raise ValueError(f"target name {name!r} must be [A-Za-z0-9_-] (it names files in the report)")
+    inputs = ([model_or_checkpoint_url] if isinstance(model_or_checkpoint_url, str) else []) + list(target_urls.values())
+    config_hash = evaluate_config_hash(cfg)
+    if is_committed(output_url):
+        lineage = read_lineage(output_url)
+        if lineage.get("config_hash") == config_hash and [i["url"] for i in lineage.get("inputs", [])] == inputs:
+            log.info("evaluate: %s already committed, skipping", output_url)
+            return {**lineage.get("stats", {}), "skipped": True}
+        raise ArtifactError(f"{output_url} is already a committed evaluation of another model, targets or settings")
+    torch_device = resolve_device(device)
+    model = _load_model(model_or_checkpoint_url, cfg, torch_device)
+
+    per_class: dict[str, np.ndarray] = {}
+    confusions: dict[str, np.ndarray] = {}
+    miou: dict[str, float] = {}
+    images: dict[str, int] = {}
+    for name, url in target_urls.items():
+        conf, count = confusion_on(model, url, cfg, torch_device)
+        confusions[name], images[name] = conf.numpy(), count
+        per_class[name], miou[name] = iou_per_class(conf), mean_iou(conf)
+        log.info("evaluate %s: mIoU %.2f over %d images", name, 100 * miou[name], count)
+
+    folder = Folder.at(output_url)
+    folder.remove()
+    folder.makedirs()
+    folder.makedirs("confusion")
+    class_rows = []
+    for name, conf in confusions.items():
+        tp = np.diag(conf)
+        for c in range(NUM_CLASSES):
+            class_rows.append({
+                "domain": name, "class_id": c, "class_name": CLASS_NAMES[c],
+                "iou": None if np.isnan(per_class[name][c]) else float(per_class[name][c]),
+                "tp": int(tp[c]), "fp": int(conf[:, c].sum() - tp[c]), "fn": int(conf[c].sum() - tp[c]),
+            })
+        folder.write_atomic(f"confusion/{name}.npy", _npy(conf))
+    summary_rows = [{
+        "domain": name, "url": target_urls[name], "images": images[name], "miou": miou[name],
+        "pixel_accuracy": pixel_accuracy(confusions[name]),
+        "classes_scored": int(np.isfinite(per_class[name]).sum()),
+    } for name in target_urls]
+    folder.write_atomic("per_class.parquet", _parquet(pa.Table.from_pylist(class_rows)))
+    folder.write_atomic("summary.parquet", _parquet(pa.Table.from_pylist(summary_rows)))
+    model_name = model_or_checkpoint_url if isinstance(model_or_checkpoint_url, str) else type(model_or_checkpoint_url).__name__
+    title = f"mIoU of {model_name} ({cfg.weights})"
+    folder.write_atomic("report.md", markdown_table(per_class, miou, images, title).encode())
+    folder.write_atomic("iou.png", bar_chart(per_class, miou, title))
+
+    finite = [v for v in miou.values() if not np.isnan(v)]
+    stats = {  # NaN (a target with no labelled pixel) is stored as null: the marker stays strict JSON
+        "url": output_url,
+        "miou": {k: (None if np.isnan(v) else v) for k, v in miou.items()},
+        "mean_miou": float(np.mean(finite)) if finite else None,
+        "images": images,
+    }
+    commit_folder(output_url, stage=STAGE, config_hash=config_hash, inputs=inputs,
+                  params=cfg.model_dump(mode="json"), stats=stats)
+    return stats
