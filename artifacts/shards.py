@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import webdataset as wds
+from PIL import Image
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from artifacts.codecs import encode_member
@@ -62,13 +64,27 @@ def describe(key: str, shard: str, encoded: dict[str, bytes], sample: dict[str, 
         "member_bytes": {m: len(b) for m, b in sorted(encoded.items())},
         "bytes": sum(len(b) for b in encoded.values()),
     }
-    image = next((sample[m] for m in ("png", "jpg", "jpeg") if m in sample), None)
-    shape = getattr(image, "shape", None)
-    row["height"], row["width"] = (int(shape[0]), int(shape[1])) if shape is not None else (None, None)
+    row["height"], row["width"] = _image_size(sample, encoded)
     meta = sample.get("json") if isinstance(sample.get("json"), dict) else {}
     row["domain"] = str(meta["domain"]) if "domain" in meta else None
     row["meta"] = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) and k != "domain"}
     return row
+
+
+def _image_size(sample: dict[str, Any], encoded: dict[str, bytes]) -> tuple[int | None, int | None]:
+    """Height and width from the array, or from the image header when the member was passed as bytes."""
+    for m in ("png", "jpg", "jpeg"):
+        if m not in sample:
+            continue
+        shape = getattr(sample[m], "shape", None)
+        if shape is not None:
+            return int(shape[0]), int(shape[1])
+        try:
+            with Image.open(io.BytesIO(encoded[m])) as image:
+                return image.height, image.width
+        except OSError as err:
+            raise ArtifactError(f"sample {sample.get('__key__')!r}: member {m!r} is not a readable image: {err}") from err
+    return None, None
 
 
 class ShardSink:

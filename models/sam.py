@@ -6,7 +6,7 @@ Model types:
 - ``vit_t``: MobileSAM, the CLOUDS reference default. It is not on PyPI; install it with
   ``pip install git+https://github.com/ChaoningZhang/MobileSAM`` (package ``mobile_sam``), checkpoint
   ``mobile_sam.pt``.
-- ``tiny``: a few-thousand-parameter SAM built from segment_anything's own classes, random weights unless
+- ``tiny``: a ~100k-parameter SAM built from segment_anything's own classes, random weights unless
   a checkpoint is given. It exists so tests and the CPU demo run the exact predictor path real weights do.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` (or safetensors) and then
@@ -25,15 +25,10 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from clouds.device import resolve_device
+
 SAM_MODEL_TYPES: tuple[str, ...] = ("vit_h", "vit_l", "vit_b", "vit_t", "tiny")
 MOBILE_SAM_INSTALL = "pip install git+https://github.com/ChaoningZhang/MobileSAM"
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' means the GPU when there is one, so one config runs on laptops and on GPU nodes."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build_tiny_sam(
@@ -151,4 +146,4 @@ def load_sam(
                 f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
             )
     sam.requires_grad_(False)
-    return sam.to(resolve_device(device)).eval()
+    return sam.to(resolve_device(str(device))).eval()

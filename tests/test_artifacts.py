@@ -247,3 +247,15 @@ def test_shard_stats_survive_a_resume():
     w.write_shard(0, samples(), stats)
     again = ArtifactWriter("memory://st", stage="test", config_hash="h")
     assert again.shard_stats() == {0: {"count": 3}}
+
+
+def test_image_passed_as_bytes_gets_its_size_in_the_manifest():
+    from artifacts.codecs import encode_member
+
+    w = ArtifactWriter("memory://bytes", stage="test", config_hash="h")
+    w.write_shard(0, [{"__key__": "a", "png": encode_member("png", np.zeros((5, 7, 3), np.uint8))}])
+    art = w.commit()
+    assert art.manifest.column("height").to_pylist() == [5] and art.manifest.column("width").to_pylist() == [7]
+    with pytest.raises(ArtifactError, match="not a readable image"):
+        w2 = ArtifactWriter("memory://bytes2", stage="test", config_hash="h")
+        w2.write_shard(0, [{"__key__": "a", "png": b"not an image"}])
