@@ -27,7 +27,10 @@ def _fail(message: str) -> None:
 
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug messages")) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Our own packages speak at INFO; libraries (httpx, open_clip, ...) only when something is wrong.
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("clouds", "artifacts", "stages", "models", "pipelines"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @app.command()
