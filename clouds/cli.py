@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+# No telemetry from an offline machine (and no failed DNS lookups in the log).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(
     help="CLOUDS: train segmenters that generalize to unseen domains by making foundation models collaborate.",

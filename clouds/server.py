@@ -35,6 +35,7 @@ class LocalPrefect:
         env.update(
             PREFECT_HOME=str(self.home), PREFECT_API_URL=self.api_url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_ENABLED=env.get("PREFECT_UI_ENABLED", "true"),
+            PWD=str(self.cwd),  # prefect.yaml's pull step runs the flows from here
         )
         return env
 

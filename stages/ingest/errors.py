@@ -1,0 +1,5 @@
+"""The one error ingest raises for bad dataset content, so the CLI can print it without a traceback."""
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder that cannot be ingested; the message names the path."""
