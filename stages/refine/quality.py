@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from clouds.labels import IGNORE, NUM_CLASSES
+from stages.evaluate.metrics import iou_per_class, mean_iou
+
+__all__ = ["confusion_matrix", "coverage", "iou_per_class", "mean_iou"]
 
 
 def confusion_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -22,20 +25,6 @@ def confusion_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     valid = (true != IGNORE) & (pred != IGNORE) & (true < NUM_CLASSES) & (pred < NUM_CLASSES)
     index = true[valid].astype(np.int64) * NUM_CLASSES + pred[valid]
     return np.bincount(index, minlength=NUM_CLASSES * NUM_CLASSES).reshape(NUM_CLASSES, NUM_CLASSES)
-
-
-def iou_per_class(confusion: np.ndarray) -> np.ndarray:
-    """IoU of every class; NaN where a class is in neither prediction nor truth."""
-    tp = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(axis=0) + confusion.sum(axis=1) - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, tp / union, np.nan)
-
-
-def mean_iou(confusion: np.ndarray) -> float | None:
-    """Mean over classes with a non-zero union; None when there is nothing to score."""
-    iou = iou_per_class(confusion)
-    return None if np.isnan(iou).all() else float(np.nanmean(iou))
 
 
 def coverage(label: np.ndarray) -> float:
