@@ -8,7 +8,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipelines.context import DEFAULT_CONFIG, RunContext
-from pipelines.results import collect_rounds, gallery_samples, miou_rows
+from pipelines.lock import RunLock
+from pipelines.results import collect_rounds, gallery_samples, miou_rows, observations
 from pipelines.stage_flows import (
     ROUND_STAGES,
     STAGE_FLOWS,
@@ -62,7 +63,7 @@ def publish(ctx: RunContext, last: int) -> str | None:
     create_markdown_artifact(key=f"{slug}-summary", markdown="\n".join(lines), description="CLOUDS round summary")
     page = write_report(
         ctx.layout.report, f"CLOUDS — run {ctx.layout.run}", rounds, gallery_samples(ctx.layout, last),
-        inputs=[u for r in rounds for u in r.links.values()],
+        notes=observations(rounds), inputs=[u for r in rounds for u in r.links.values()],
     )
     get_run_logger().info("report: %s", page)
     return page
@@ -86,9 +87,11 @@ def clouds(
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     ctx = RunContext.load(config, overrides, root, run, force)
     common = {"config": config, "overrides": overrides, "root": root, "run": run, "force": force}
-    if mode in STAGE_FLOWS:
-        kwargs = {**common, "round": round} if mode in ROUND_STAGES else common
-        return {"mode": mode, "steps": [STAGE_FLOWS[mode](**kwargs)]}
-    last = round if mode == "full-round" else (rounds or ctx.cfg.loop.rounds)
-    steps = _run_rounds(common, last)
-    return {"mode": mode, "rounds": last, "steps": steps, "report": publish(ctx, last)}
+    # One run per {root}/{run} at a time: a second one is refused, naming the holder (pipelines/lock.py).
+    with RunLock(ctx.layout.base, note=f"clouds {mode}"):
+        if mode in STAGE_FLOWS:
+            kwargs = {**common, "round": round} if mode in ROUND_STAGES else common
+            return {"mode": mode, "steps": [STAGE_FLOWS[mode](**kwargs)]}
+        last = round if mode == "full-round" else (rounds or ctx.cfg.loop.rounds)
+        steps = _run_rounds(common, last)
+        return {"mode": mode, "rounds": last, "steps": steps, "report": publish(ctx, last)}

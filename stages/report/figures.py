@@ -25,15 +25,23 @@ def _png(fig: plt.Figure) -> bytes:
     return buf.getvalue()
 
 
+def is_in_domain(name: str) -> bool:
+    """Validation sets of the source domain are named 'val-*': shown, but not averaged with the targets."""
+    return name.startswith("val")
+
+
 def miou_per_round(rounds: Sequence[RoundResult]) -> bytes:
     """One line per target domain across rounds, round 0 being the source-only warm-up."""
     domains = sorted({d for r in rounds for d in r.miou})
+    targets = [d for d in domains if not is_in_domain(d)]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     xs = [r.round for r in rounds]
     for d in domains:
-        ax.plot(xs, [100 * r.miou.get(d, np.nan) for r in rounds], marker="o", label=d)
-    mean = [100 * np.nanmean([r.miou.get(d, np.nan) for d in domains]) if r.miou else np.nan for r in rounds]
-    ax.plot(xs, mean, marker="s", color="black", linewidth=2.2, label="mean")
+        style = {"linestyle": "--", "color": "grey"} if is_in_domain(d) else {}
+        ax.plot(xs, [100 * r.miou.get(d, np.nan) for r in rounds], marker="o", label=d, **style)
+    if targets:
+        mean = [100 * np.nanmean([r.miou.get(d, np.nan) for d in targets]) for r in rounds]
+        ax.plot(xs, mean, marker="s", color="black", linewidth=2.2, label="mean of targets")
     ax.set_xticks(xs, ["source only" if x == 0 else f"round {x}" for x in xs])
     ax.set_ylabel("mIoU (%)")
     ax.set_title("Target-domain mIoU")

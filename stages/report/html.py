@@ -31,7 +31,9 @@ def _pct(v: float | None) -> str:
 
 def _miou_table(rounds: Sequence[RoundResult]) -> str:
     domains = sorted({d for r in rounds for d in r.miou})
-    head = "".join(f"<th>{html.escape(d)}</th>" for d in domains)
+    targets = [d for d in domains if not figures.is_in_domain(d)]
+    head = "".join(f"<th>{html.escape(d)}{' (in-domain)' if figures.is_in_domain(d) else ''}</th>" for d in domains)
+    head += "<th>mean of targets</th>" if targets else ""
     base = rounds[0] if rounds else None
     rows = []
     for r in rounds:
@@ -40,6 +42,11 @@ def _miou_table(rounds: Sequence[RoundResult]) -> str:
             v = r.miou.get(d)
             delta = "" if base is None or r is base or v is None or d not in base.miou else f" <small>({100 * (v - base.miou[d]):+.1f})</small>"
             cells.append(f"<td>{_pct(v)}{delta}</td>")
+        if targets:
+            mean = sum(r.miou.get(d, 0.0) for d in targets) / len(targets)
+            base_mean = None if base is None else sum(base.miou.get(d, 0.0) for d in targets) / len(targets)
+            delta = "" if r is base or base_mean is None else f" <small>({100 * (mean - base_mean):+.1f})</small>"
+            cells.append(f"<td><b>{_pct(mean)}</b>{delta}</td>")
         name = "source only (warm-up)" if r.round == 0 else f"round {r.round}"
         rows.append(
             f"<tr><td>{name}</td>{''.join(cells)}<td>{_pct(r.pseudo_before)}</td><td>{_pct(r.pseudo_after)}</td></tr>"
