@@ -129,8 +129,13 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
 
     if mode not in MODES:
         _fail(f"unknown stage or mode {mode!r}; choose one of: {', '.join(MODES)}")
-    return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run, round=round_,
-                  rounds=rounds, force=force)
+    from pipelines.lock import RunLockedError
+
+    try:
+        return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run, round=round_,
+                      rounds=rounds, force=force)
+    except RunLockedError as err:
+        _fail(str(err))
 
 
 @app.command()
