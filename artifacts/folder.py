@@ -31,15 +31,25 @@ def commit_folder(
     inputs: Iterable[Artifact | str] = (),
     params: dict[str, Any] | None = None,
     stats: dict[str, Any] | None = None,
+    content_files: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Commit a folder whose files are complete: record each file's hash, then write the marker last."""
+    """Commit a folder whose files are complete: record each file's hash, then write the marker last.
+
+    Every file is hashed for verification. The content hash that consumers pin (and that decides
+    whether downstream stages must rerun) covers `content_files` only when given: files such as a
+    metrics log with wall-clock times differ between two otherwise identical runs.
+    """
     folder = Folder.at(url)
     if not folder.exists():
         raise ArtifactError(f"cannot commit {url}: the folder does not exist")
     files = _file_hashes(folder)
     if not files:
         raise ArtifactError(f"cannot commit {url}: the folder is empty")
-    digest = hashlib.sha256("\n".join(f"{k}={v}" for k, v in files.items()).encode()).hexdigest()
+    pinned = files if content_files is None else {k: v for k, v in files.items() if k in set(content_files)}
+    if content_files is not None and len(pinned) != len(set(content_files)):
+        missing = sorted(set(content_files) - set(files))
+        raise ArtifactError(f"cannot commit {url}: content files {missing} are missing")
+    digest = hashlib.sha256("\n".join(f"{k}={v}" for k, v in pinned.items()).encode()).hexdigest()
     return write_marker(
         folder,
         stage=stage,

@@ -38,7 +38,14 @@ class Folder:
         return posixpath.join(self.url, *names)
 
     def exists(self, *names: str) -> bool:
-        return self.fs.exists(self.join(*names))
+        """False only when the path is absent: unreachable storage is an error, not a missing artifact."""
+        try:
+            self.fs.info(self.join(*names))
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise ArtifactError(f"cannot reach {self.url_of(*names)}: {err}") from err
 
     def makedirs(self, *names: str) -> None:
         try:

@@ -187,8 +187,10 @@ def train(
         "loss": last.get("loss"), "lr": state.lr(), "samples_seen": state.position,
         "generated_share": generated, "sizes": data.sizes,
     }
+    # Downstream stages pin the weights, not the wall-clock metrics or torch.save's random archive ids.
+    weights = sorted(n for n in Folder.at(output_url).listdir() if n.endswith(".safetensors") or n == "model.json")
     commit_folder(output_url, stage=STAGE, config_hash=config_hash, inputs=inputs,
-                  params={"mode": mode, "iters": iters, "seed": cfg.run.seed}, stats=stats)
+                  params={"mode": mode, "iters": iters, "seed": cfg.run.seed}, stats=stats, content_files=weights)
     clear_progress(output_url)  # after the commit: a crash before it can still resume from the snapshot
     log.info("train %s: committed %s at step %d (loss %s)", mode, output_url, state.step, last.get("loss"))
     return stats
