@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import struct
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,7 @@ from artifacts.errors import ArtifactError
 from artifacts.lineage import sha256_bytes
 from artifacts.storage import Folder
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 MEMBER_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -79,8 +81,12 @@ def _image_size(sample: dict[str, Any], encoded: dict[str, bytes]) -> tuple[int 
         shape = getattr(sample[m], "shape", None)
         if shape is not None:
             return int(shape[0]), int(shape[1])
+        data = encoded[m]
+        if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR":  # PNG keeps its size at a fixed offset
+            width, height = struct.unpack(">II", data[16:24])
+            return height, width
         try:
-            with Image.open(io.BytesIO(encoded[m])) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 return image.height, image.width
         except OSError as err:
             raise ArtifactError(f"sample {sample.get('__key__')!r}: member {m!r} is not a readable image: {err}") from err
@@ -103,8 +109,9 @@ class ShardSink:
             self._file = folder.fs.open(self.tmp, "wb")
         except OSError as err:
             raise ArtifactError(f"cannot create {folder.url_of(self.name)}: {err}") from err
-        # mtime/user/group pinned: the same samples always give byte-identical shards.
-        self._tar = wds.TarWriter(self._file, encoder=False, mtime=0.0, user="clouds", group="clouds", mode=0o444)
+        # mtime/user/group pinned: the same samples always give byte-identical shards. An int mtime keeps
+        # tarfile from adding a pax header to every member (a float mtime forces one).
+        self._tar = wds.TarWriter(self._file, encoder=False, mtime=0, user="clouds", group="clouds", mode=0o444)
 
     def add(self, key: str, encoded: dict[str, bytes], sample: dict[str, Any]) -> None:
         try:
