@@ -24,7 +24,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_artifacts.py
+	$(BIN)/python benchmarks/bench_artifacts.py --samples 512 --repeats 5
+	$(BIN)/python benchmarks/bench_teacher.py --model tiny --images 16 --batch 8
+	$(BIN)/python benchmarks/bench_refine.py
+	$(BIN)/python benchmarks/bench_synthesize.py --repeats 3
+	$(BIN)/python benchmarks/bench_orchestration.py --images 64 --per-shard 4 --repeats 3
 
 server: $(STAMP)
 	$(BIN)/clouds server

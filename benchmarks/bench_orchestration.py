@@ -44,8 +44,9 @@ def main() -> None:
         config = write_config(tmp, args.images, args.per_shard)
         cfg = load_config(config)
         root = str(tmp / "runs")
-        prompts_flow(config=str(config), root=root)  # starts Prefect's temporary server once, outside the timing
-        prompts = f"{root}/micro/prompts"
+        for r in range(args.repeats):  # prompts for every run, outside the timing (also starts Prefect once)
+            prompts_flow(config=str(config), root=root, run=f"flow-{r}")
+        prompts = f"{root}/flow-0/prompts"
         direct, flowed, reused = [], [], []
         for r in range(args.repeats):
             t = time.perf_counter()
