@@ -174,7 +174,30 @@ def demo(
     start = time.perf_counter()
     result = _run_flow("loop", config, root, None, 1, None, force, [])
     minutes = (time.perf_counter() - start) / 60
-    Console().print(f"\n[bold green]demo finished in {minutes:.1f} min[/]; open the report: [bold]{result.get('report')}[/]")
+    out = Console()
+    out.print(_rounds_table(config, root))
+    out.print(f"\n[bold green]demo finished in {minutes:.1f} min[/]; open the report: [bold]{result.get('report')}[/]")
+
+
+def _rounds_table(config: Path, root: str | None) -> Table:
+    """mIoU per round and domain, read back from the committed evaluation artifacts."""
+    from clouds.config import load_config
+    from pipelines.layout import RunLayout
+    from pipelines.results import collect_rounds
+
+    cfg = load_config(config)
+    layout = RunLayout(root or cfg.run.root, cfg.run.name)
+    rounds = collect_rounds(layout, cfg.loop.rounds)
+    domains = sorted({d for r in rounds for d in r.miou})
+    table = Table(title="mIoU (%) per round")
+    table.add_column("round")
+    for col in (*(d.removeprefix("target-") for d in domains), "pseudo (teacher)", "pseudo (refined)"):
+        table.add_column(col, justify="right")
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    for r in rounds:
+        name = "source only" if r.round == 0 else str(r.round)
+        table.add_row(name, *(pct(r.miou.get(d)) for d in domains), pct(r.pseudo_before), pct(r.pseudo_after))
+    return table
 
 
 @app.command()

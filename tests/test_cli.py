@@ -76,3 +76,19 @@ def test_help_lists_commands():
     assert result.exit_code == 0
     for command in ("inspect", "show", "run", "demo", "server"):
         assert command in result.stdout
+
+
+def test_rounds_table_reads_committed_evaluations(tmp_path):
+    from pathlib import Path
+
+    from artifacts import commit_folder
+    from clouds.cli import _rounds_table
+
+    cfg = Path(__file__).parent / "micro.yaml"
+    evaluation = tmp_path / "micro" / "round-000" / "evaluate"
+    evaluation.mkdir(parents=True)
+    (evaluation / "report.md").write_text("x")
+    commit_folder(str(evaluation), stage="evaluate", config_hash="h", stats={"miou": {"target-fog": 0.123}})
+    table = _rounds_table(cfg, str(tmp_path))
+    assert [c.header for c in table.columns] == ["round", "fog", "pseudo (teacher)", "pseudo (refined)"]
+    assert list(table.columns[1].cells) == ["12.3"]
