@@ -129,13 +129,15 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
 
     if mode not in MODES:
         _fail(f"unknown stage or mode {mode!r}; choose one of: {', '.join(MODES)}")
+    from artifacts import ArtifactError
     from pipelines.lock import RunLockedError
 
     try:
         return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run, round=round_,
                       rounds=rounds, force=force)
-    except RunLockedError as err:
-        _fail(str(err))
+    except (RunLockedError, ArtifactError, FileNotFoundError, ValueError) as err:
+        # Bad input the user can fix: one line naming the file/sample/key (Prefect has logged the details).
+        _fail(f"{mode} failed: {err}")
 
 
 @app.command()
