@@ -132,23 +132,22 @@ def train_flow(
     run: str | None = None, round: int = 0, force: bool = False,
 ) -> dict[str, Any]:
     """Round 0: source-only warm-up. Round k: source + round k's refined labels, continuing round k-1."""
+    from stages.train.launch import plan_round
     from stages.train.stage import train, train_config_hash
 
     ctx = _ctx(config, overrides, root, run, force)
     cfg = ctx.cfg
-    source, url = ctx.layout.data(cfg.data.source.name), ctx.layout.round(round, "train")
-    if round == 0:
-        mode, synthetic, init, iters = "warmup", [], None, cfg.train.warmup_iters
-    else:
-        mode, synthetic, init = "joint", [ctx.layout.round(round, "refine")], teacher_checkpoint(ctx, round)
-        iters = cfg.loop.round_iters or max(1, cfg.train.joint_iters // cfg.loop.rounds)
-    inputs = [source, *synthetic] + ([init] if init else [])
-    h = train_config_hash(cfg, mode, iters, inputs)
+    # The same plan torchrun's launcher trains, so a span trained there is reused here.
+    plan = plan_round(cfg, ctx.layout, round)
+    url = plan.output
+    inputs = [plan.source, *plan.synthetic] + ([plan.init] if plan.init else [])
+    h = train_config_hash(cfg, plan.mode, plan.iters, inputs)
 
     def go(overwrite: bool) -> Any:
         if overwrite:
             Folder.at(url).remove()
-        return train(cfg, source, synthetic, url, init_checkpoint=init, iters=iters, mode=mode)
+        return train(cfg, plan.source, plan.synthetic, url, init_checkpoint=plan.init, iters=plan.iters,
+                     mode=plan.mode)
 
     return reuse_or_run(f"train round {round}", url, "train", h, inputs, ctx.force, go)
 

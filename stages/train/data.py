@@ -21,6 +21,7 @@ from artifacts import ArtifactError, Folder, decode_member, open_artifact
 from clouds.config import TrainConfig
 from clouds.labels import IGNORE, check_train_ids
 from stages.train.augment import generated_views, source_transform, to_tv
+from stages.train.distributed import shard_batch, world
 from stages.train.sampler import RepeatFactorSampler, SampleRef
 
 log = logging.getLogger(__name__)
@@ -167,13 +168,18 @@ def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tenso
 
 
 class _Batches:
-    """An endless batch_sampler starting at a sampler position (DataLoader needs an iterable object)."""
+    """An endless batch_sampler starting at a sampler position (DataLoader needs an iterable object).
+
+    Under data-parallel training each rank keeps its slice of every global batch (distributed.shard_batch).
+    """
 
     def __init__(self, sampler: RepeatFactorSampler, position: int, batch_size: int):
         self.sampler, self.position, self.batch_size = sampler, position, batch_size
+        self.rank, self.world_size = world()
 
     def __iter__(self) -> Iterator[list[SampleRef]]:
-        return self.sampler.batches_from(self.position, self.batch_size)
+        for batch in self.sampler.batches_from(self.position, self.batch_size):
+            yield shard_batch(batch, self.rank, self.world_size)
 
 
 class TrainData:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from stages.train.distributed import average_gradients
 from stages.train.optim import clip_gradients
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def run_iterations(
                 )
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(params)  # a no-op in one process
             grad_norm = clip_gradients(params, grad_clip) if grad_clip else float("nan")
             state.optimizer.step()
             state.scheduler.step()

@@ -30,6 +30,7 @@ from stages.train.checkpoints import (
     save_progress,
 )
 from stages.train.data import TrainData
+from stages.train.distributed import barrier, is_main
 from stages.train.loop import TrainState, restore_rng, run_iterations, seed_everything
 from stages.train.optim import build_optimizer, build_scheduler
 
@@ -162,7 +163,9 @@ def train(
         end = int(json.loads(saved["extra"])["end_step"])
         log.info("train %s: resuming %s at step %d of %d", mode, output_url, state.step, end)
     else:
-        clear_progress(output_url)
+        barrier()  # every rank has looked for a snapshot before rank 0 clears them
+        if is_main():
+            clear_progress(output_url)
         seed_everything(seed)
         state = _initial_state(cfg, mode, init_checkpoint, device)
         end = state.step + iters
@@ -172,14 +175,16 @@ def train(
     extra = {"end_step": end, "config_hash": config_hash}
 
     def snapshot(s: TrainState) -> None:
-        save_progress(output_url, s, cfg.model, identity, extra)
+        # Ranks hold identical weights and optimizer state after each averaged step: rank 0 writes for all.
+        if is_main():
+            save_progress(output_url, s, cfg.model, identity, extra)
+        barrier()
 
     batches = data.batches(state.position, device)
     run_iterations(
         state, batches, end - state.step, grad_clip=t.grad_clip, batch_size=t.batch_size, device=device,
         log_every=t.log_every, checkpoint_every=t.checkpoint_every, on_checkpoint=snapshot,
     )
-    save_folder(output_url, state, cfg.model, identity, extra)
     last = state.metrics[-1] if state.metrics else {}
     generated = 1 - data.sampler.expected_share(0) if synthetic_urls else 0.0
     stats = {
@@ -187,10 +192,14 @@ def train(
         "loss": last.get("loss"), "lr": state.lr(), "samples_seen": state.position,
         "generated_share": generated, "sizes": data.sizes,
     }
-    # Downstream stages pin the weights, not the wall-clock metrics or torch.save's random archive ids.
-    weights = sorted(n for n in Folder.at(output_url).listdir() if n.endswith(".safetensors") or n == "model.json")
-    commit_folder(output_url, stage=STAGE, config_hash=config_hash, inputs=inputs,
-                  params={"mode": mode, "iters": iters, "seed": cfg.run.seed}, stats=stats, content_files=weights)
-    clear_progress(output_url)  # after the commit: a crash before it can still resume from the snapshot
+    if is_main():
+        save_folder(output_url, state, cfg.model, identity, extra)
+        # Downstream stages pin the weights, not the wall-clock metrics or torch.save's random archive ids.
+        weights = sorted(n for n in Folder.at(output_url).listdir()
+                         if n.endswith(".safetensors") or n == "model.json")
+        commit_folder(output_url, stage=STAGE, config_hash=config_hash, inputs=inputs,
+                      params={"mode": mode, "iters": iters, "seed": cfg.run.seed}, stats=stats, content_files=weights)
+        clear_progress(output_url)  # after the commit: a crash before it can still resume from the snapshot
+    barrier()  # no rank returns before the checkpoint is committed
     log.info("train %s: committed %s at step %d (loss %s)", mode, output_url, state.step, last.get("loss"))
     return stats

@@ -1,0 +1,78 @@
+"""Run one round's training as torchrun's entry point: `torchrun --nproc_per_node=N -m stages.train.launch ...`.
+
+Each process joins the group torchrun describes and calls the same `train()` the train flow calls, on
+the same artifact URLs (pipelines.layout.RunLayout), so a multi-GPU round is a drop-in replacement for
+`clouds run train`. Without torchrun it is a one-process run. Prefect is not started here: the flow's
+reuse/--force handling stays with the flow, and `train()` itself skips an already committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from artifacts import ArtifactError, is_committed
+from clouds.config import CloudsConfig, load_config
+from pipelines.layout import RunLayout
+from stages.train.distributed import init_from_env, shutdown
+from stages.train.stage import train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What round k trains on and where it writes (mirrors pipelines.stage_flows.train_flow)."""
+
+    mode: str
+    source: str
+    synthetic: list[str]
+    init: str | None
+    iters: int
+    output: str
+
+
+def plan_round(cfg: CloudsConfig, layout: RunLayout, k: int) -> RoundPlan:
+    source, output = layout.data(cfg.data.source.name), layout.round(k, "train")
+    if k == 0:
+        plan = RoundPlan("warmup", source, [], None, cfg.train.warmup_iters, output)
+    else:
+        iters = cfg.loop.round_iters or max(1, cfg.train.joint_iters // cfg.loop.rounds)
+        plan = RoundPlan("joint", source, [layout.round(k, "refine")], layout.round(k - 1, "train"), iters, output)
+    needed = [("source", plan.source), *(("refined labels", u) for u in plan.synthetic)]
+    if plan.init:
+        needed.append(("previous round's checkpoint", plan.init))
+    for what, url in needed:
+        if not is_committed(url):
+            raise ArtifactError(f"round {k} trains on the {what} at {url}, which is not a committed artifact: "
+                                "run the stages before it first")
+    return plan
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m stages.train.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="config YAML")
+    parser.add_argument("--root", default=None, help="run root URL (default: run.root of the config)")
+    # Not `--run`: torchrun's own parser would take it for an abbreviation of its --run-path.
+    parser.add_argument("--run-name", dest="run", default=None, help="run name (default: run.name of the config)")
+    parser.add_argument("--round", type=int, default=0, help="0 = source-only warm-up, k >= 1 = joint round k")
+    parser.add_argument("--iters", type=int, default=None, help="override the round's iteration count")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override a.b=value")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    layout = RunLayout(args.root or cfg.run.root, args.run or cfg.run.name)
+    plan = plan_round(cfg, layout, args.round)
+    rank, world_size, _ = init_from_env()
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"[rank {rank}/{world_size}] %(levelname)s %(name)s: %(message)s")
+    try:
+        return train(cfg, plan.source, plan.synthetic, plan.output, init_checkpoint=plan.init,
+                     iters=args.iters or plan.iters, mode=plan.mode)
+    finally:
+        shutdown()
+
+
+if __name__ == "__main__":
+    main()
