@@ -124,7 +124,7 @@ class ShardSink:
         self.bytes += sum(len(b) for b in encoded.values())
 
     def finish(self, stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        for row, hashes in zip(self.rows, self._hashes):
+        for row, hashes in zip(self.rows, self._hashes, strict=True):
             row["member_sha256"] = hashes.result()
         self._hasher.shutdown()
         try:

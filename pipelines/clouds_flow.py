@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipelines.context import DEFAULT_CONFIG, RunContext
 from pipelines.lock import RunLock
-from pipelines.results import collect_rounds, gallery_samples, miou_rows, observations
+from pipelines.results import collect_rounds, gallery_samples, miou_rows
 from pipelines.stage_flows import (
     ROUND_STAGES,
     STAGE_FLOWS,
@@ -21,7 +21,7 @@ from pipelines.stage_flows import (
     synthesize_flow,
     train_flow,
 )
-from stages.report import write_report
+from stages.report import observations, write_report
 
 MODES = ("full-round", "loop", *STAGE_FLOWS)
 

@@ -8,8 +8,7 @@ import numpy as np
 from PIL import Image
 
 from artifacts import Folder, read_lineage
-from pipelines.results import observations
-from stages.report import RoundResult, write_report
+from stages.report import RoundResult, observations, write_report
 from stages.report.figures import gallery, miou_per_round, pseudo_quality
 
 ROUNDS = [
