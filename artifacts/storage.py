@@ -42,7 +42,11 @@ class Folder:
         try:
             self.fs.info(self.join(*names))
             return True
-        except FileNotFoundError:
+        except FileNotFoundError as err:
+            # fsspec's HTTP store reports a refused connection as FileNotFoundError raised from the cause.
+            cause = err.__cause__
+            if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+                raise ArtifactError(f"cannot reach {self.url_of(*names)}: {cause}") from err
             return False
         except OSError as err:
             raise ArtifactError(f"cannot reach {self.url_of(*names)}: {err}") from err

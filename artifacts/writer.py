@@ -39,15 +39,23 @@ class ArtifactWriter:
         shard_max_samples: int = 256,
         shard_max_bytes: int = 1 << 30,
         overwrite: bool = False,
+        attach: bool = False,
     ):
+        """`attach=True` joins a run that another process prepared (a worker of a distributed stage): it
+        checks the folder is that run's and touches nothing else, since sibling workers may be mid-shard."""
         if shard_max_samples < 1 or shard_max_bytes < 1:
             raise ValueError("shard_max_samples and shard_max_bytes must be positive")
+        if overwrite and attach:
+            raise ValueError("a writer attached to another process's run cannot also overwrite it")
         self.folder = Folder.at(url)
         self.stage, self.config_hash = stage, config_hash
         self.params = params or {}
         self.inputs = [input_record(i.url if isinstance(i, Artifact) else str(i)) for i in inputs]
         self.max_samples, self.max_bytes = shard_max_samples, shard_max_bytes
-        self._prepare(overwrite)
+        if attach:
+            self._attach()
+        else:
+            self._prepare(overwrite)
 
     @property
     def url(self) -> str:
@@ -55,6 +63,26 @@ class ArtifactWriter:
 
     def _identity(self) -> dict[str, Any]:
         return {"stage": self.stage, "config_hash": self.config_hash, "inputs": self.inputs}
+
+    def _attach(self) -> None:
+        """Input URLs may be spelled differently in another process (absolute vs relative paths), so the
+        run is matched by stage, config hash and the content hashes of its inputs."""
+        def pinned(identity: dict[str, Any]) -> tuple[Any, ...]:
+            hashes = tuple(i.get("content_hash") for i in identity.get("inputs", []))
+            return identity.get("stage"), identity.get("config_hash"), hashes
+
+        if self.folder.exists(COMMIT_MARKER):
+            raise ArtifactError(f"{self.url} is already committed; a worker cannot add shards to it")
+        if not self.folder.exists(PROGRESS):
+            raise ArtifactError(f"{self.url} has no run in progress to join (no {PROGRESS}); is the storage "
+                                "shared between the driver and this worker?")
+        try:
+            previous = json.loads(self.folder.read_bytes(PROGRESS))
+        except json.JSONDecodeError as err:
+            raise ArtifactError(f"{self.url}/{PROGRESS} is not valid JSON: {err}") from None
+        if pinned(previous) != pinned(self._identity()):
+            raise ArtifactError(f"{self.url} is being written by another run (stage, config or inputs differ from "
+                                "this worker's); driver and workers must run the same code and config")
 
     def _prepare(self, overwrite: bool) -> None:
         if self.folder.exists(COMMIT_MARKER):

@@ -7,25 +7,11 @@ side by side in one process. Reports the overhead as a share of wall time and pe
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-import yaml  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def write_config(folder: Path, images: int, per_shard: int) -> Path:
-    tree = yaml.safe_load((REPO / "tests" / "micro.yaml").read_text())
-    tree["synthesize"]["num_images"] = images
-    tree["artifacts"]["shard_max_samples"] = per_shard
-    path = folder / "bench.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+from micro_profile import write_config
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def sample_figure(sample: dict[str, Any], image: np.ndarray, label_members: list
     width = 4.0 * len(panels) * w / max(h, w) + 1.3 * ncol
     fig, axes = plt.subplots(1, len(panels), figsize=(width, max(4.0 * h / max(h, w) + 0.8, 3.2)))
     axes = np.atleast_1d(axes)
-    for ax, (title, pic) in zip(axes, panels):
+    for ax, (title, pic) in zip(axes, panels, strict=True):
         ax.imshow(pic)
         ax.set_title(title, fontsize=10)
         ax.axis("off")

@@ -8,18 +8,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from artifacts import Folder
-from clouds.device import resolve_device
 from pipelines.context import DEFAULT_CONFIG, RunContext
+from pipelines.jobs import JobRecipe, teacher_checkpoint
 from pipelines.tasks import reuse_or_run, run_sharded
 
 
 def _ctx(config: str, overrides: list[str] | None, root: str | None, run: str | None, force: bool) -> RunContext:
     return RunContext.load(config, overrides, root, run, force)
-
-
-def teacher_checkpoint(ctx: RunContext, k: int) -> str:
-    """Round k is labelled by the EMA teacher saved by round k-1's training (round 0 = warm-up)."""
-    return ctx.layout.round(k - 1, "train")
 
 
 @task(name="ingest-dataset", cache_policy=NONE, task_run_name="ingest-{spec.name}")
@@ -63,23 +58,26 @@ def prompts_flow(
     )
 
 
+def run_stage_shards(ctx: RunContext, stage: str, k: int, overwrite: bool) -> Any:
+    """Build the stage's job here (prepares the output folder), then run its shards where the config says."""
+    recipe = JobRecipe.of(stage, ctx, k)
+    return run_sharded(recipe.build(overwrite=overwrite), recipe, ctx.cfg.executor)
+
+
 @flow(name="synthesize")
 def synthesize_flow(
     config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
     run: str | None = None, force: bool = False,
 ) -> dict[str, Any]:
     """The diffusion model (or toycity) renders images from the prompts; one task per shard."""
-    from stages.synthesize.stage import prepare_synthesize, synthesize_config_hash
+    from stages.synthesize.stage import synthesize_config_hash
 
     ctx = _ctx(config, overrides, root, run, force)
-    cfg, prompts = ctx.cfg, ctx.layout.once("prompts")
-    url = ctx.layout.once("synthesize")
+    cfg = ctx.cfg
     h = synthesize_config_hash(cfg.synthesize, cfg.run.seed, cfg.artifacts.shard_max_samples, cfg.artifacts.image_format)
     return reuse_or_run(
-        "synthesize", url, "synthesize", h, [prompts], ctx.force,
-        lambda overwrite: run_sharded(prepare_synthesize(
-            prompts, url, cfg.synthesize, cfg.run.seed, cfg.artifacts.shard_max_samples,
-            device=cfg.run.device, image_format=cfg.artifacts.image_format, overwrite=overwrite)),
+        "synthesize", ctx.layout.once("synthesize"), "synthesize", h, [ctx.layout.once("prompts")], ctx.force,
+        lambda overwrite: run_stage_shards(ctx, "synthesize", 0, overwrite),
     )
 
 
@@ -89,22 +87,14 @@ def pseudo_label_flow(
     run: str | None = None, round: int = 1, force: bool = False,
 ) -> dict[str, Any]:
     """The EMA teacher of round k-1 labels every generated image; one task per shard."""
-    from models.checkpoint import load_checkpoint
-    from stages.pseudo_label.stage import config_hash, prepare_pseudo_label
+    from stages.pseudo_label.stage import config_hash
 
     ctx = _ctx(config, overrides, root, run, force)
-    images, checkpoint = ctx.layout.once("synthesize"), teacher_checkpoint(ctx, round)
-    url = ctx.layout.round(round, "pseudo-label")
-
-    def go(overwrite: bool) -> Any:
-        device = resolve_device(ctx.cfg.run.device)
-        student, teacher, _, _ = load_checkpoint(checkpoint, device=device)
-        model = teacher if teacher is not None else student
-        return run_sharded(prepare_pseudo_label(model, images, checkpoint, url, ctx.cfg.pseudo_label,
-                                                device=device, overwrite=overwrite))
-
-    return reuse_or_run("pseudo-label", url, "pseudo-label", config_hash(ctx.cfg.pseudo_label),
-                        [images, checkpoint], ctx.force, go)
+    inputs = [ctx.layout.once("synthesize"), teacher_checkpoint(ctx.layout, round)]
+    return reuse_or_run(
+        "pseudo-label", ctx.layout.round(round, "pseudo-label"), "pseudo-label", config_hash(ctx.cfg.pseudo_label),
+        inputs, ctx.force, lambda overwrite: run_stage_shards(ctx, "pseudo-label", round, overwrite),
+    )
 
 
 @flow(name="refine")
@@ -113,16 +103,14 @@ def refine_flow(
     run: str | None = None, round: int = 1, force: bool = False,
 ) -> dict[str, Any]:
     """SAM (or superpixels) refines round k's pseudo labels; one task per shard."""
-    from stages.refine.stage import config_hash, prepare_refine
+    from stages.refine.stage import config_hash
 
     ctx = _ctx(config, overrides, root, run, force)
     cfg = ctx.cfg
-    labels, url = ctx.layout.round(round, "pseudo-label"), ctx.layout.round(round, "refine")
     return reuse_or_run(
-        "refine", url, "refine", config_hash(cfg.refine, cfg.run.seed), [labels], ctx.force,
-        lambda overwrite: run_sharded(prepare_refine(labels, url, cfg.refine, cfg.run.seed,
-                                                     cfg.artifacts.shard_max_samples,
-                                                     device=resolve_device(cfg.run.device), overwrite=overwrite)),
+        "refine", ctx.layout.round(round, "refine"), "refine", config_hash(cfg.refine, cfg.run.seed),
+        [ctx.layout.round(round, "pseudo-label")], ctx.force,
+        lambda overwrite: run_stage_shards(ctx, "refine", round, overwrite),
     )
 
 
@@ -158,7 +146,7 @@ def evaluate_flow(
     run: str | None = None, round: int = 0, force: bool = False,
 ) -> dict[str, Any]:
     """mIoU of round k's student on every target artifact (per domain, per class)."""
-    from stages.evaluate.stage import evaluate, evaluate_config_hash
+    from stages.evaluate.stage import evaluate_config_hash
 
     ctx = _ctx(config, overrides, root, run, force)
     cfg = ctx.cfg
@@ -167,14 +155,9 @@ def evaluate_flow(
     if not targets:
         get_run_logger().warning("the config names no target datasets: nothing to evaluate")
         return {"stage": "evaluate", "url": None, "reused": False}
-
-    def go(overwrite: bool) -> Any:
-        if overwrite:
-            Folder.at(url).remove()
-        return evaluate(checkpoint, targets, cfg.evaluate, url, device=cfg.run.device)
-
     return reuse_or_run(f"evaluate round {round}", url, "evaluate", evaluate_config_hash(cfg.evaluate),
-                        [checkpoint, *targets.values()], ctx.force, go)
+                        [checkpoint, *targets.values()], ctx.force,
+                        lambda overwrite: run_stage_shards(ctx, "evaluate", round, overwrite))
 
 
 STAGE_FLOWS = {

@@ -8,7 +8,9 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from artifacts import Artifact, is_committed
+from artifacts import is_committed
+from clouds.config import ExecutorConfig
+from pipelines.jobs import JobRecipe
 from pipelines.reuse import is_up_to_date
 from stages.sharded import ShardedJob
 
@@ -18,17 +20,25 @@ def run_shard(job: ShardedJob, index: int) -> Any:
     return job.run_shard(index)
 
 
-def run_sharded(job: ShardedJob) -> Artifact:
-    """Submit one task per pending shard, wait for all, then commit (in the flow, after every shard)."""
+def run_sharded(job: ShardedJob, recipe: JobRecipe | None = None, executor: ExecutorConfig | None = None) -> Any:
+    """Run every pending shard, wait for all, then finish (commit) in the flow.
+
+    Locally, shards are tasks in this process's threads and share `job` (one model). On Ray, workers
+    rebuild the job from `recipe` and attach to the output folder `job` prepared here.
+    """
     logger = get_run_logger()
     pending = job.pending()
     done = job.num_shards - len(pending)
     if done:
         logger.info("%s: %d of %d shards already complete from an earlier run", job.name, done, job.num_shards)
-    futures = [run_shard.submit(job, i) for i in pending]
-    for f in futures:
-        f.result()
-    return job.finish()
+    if executor is None or executor.kind == "local" or not pending:
+        futures = {i: run_shard.submit(job, i) for i in pending}
+        return job.finish({i: f.result() for i, f in futures.items()})
+    if recipe is None:
+        raise ValueError(f"{job.name}: running shards on Ray needs the job's recipe")
+    from pipelines.ray_executor import run_on_ray
+
+    return job.finish(run_on_ray(recipe, pending, executor))
 
 
 def reuse_or_run(

@@ -22,3 +22,12 @@ def _clean_memory_fs():
     fs.pseudo_dirs.append("")
     yield
     fs.store.clear()
+
+
+@pytest.fixture(scope="module")
+def harness():
+    """A temporary Prefect server on 127.0.0.1 for the flows of one test module."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -101,7 +101,13 @@ def test_storage_that_refuses_connections():
     assert not is_committed("downfs://bucket/x")
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/run/x", "gs://bucket/run/x", "http://127.0.0.1:9/x"])
+def test_unreachable_http_store_is_not_reported_as_missing():
+    """fsspec's HTTP store raises FileNotFoundError for a refused connection; the cause is kept and named."""
+    with pytest.raises(ArtifactError, match=r"cannot reach http://127\.0\.0\.1:9/x: .*Connect"):
+        open_artifact("http://127.0.0.1:9/x")
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/run/x", "gs://bucket/run/x"])
 def test_storage_without_its_client_library_names_the_url(url):
     with pytest.raises(ArtifactError, match=rf"cannot open storage URL '{url}'"):
         open_artifact(url)
@@ -138,3 +144,45 @@ def test_every_case_in_the_bad_input_table_cites_an_existing_test():
         assert cited, f"no test cited for: {row[:80]}"
         for path, name in cited:
             assert re.search(rf"^def {name}\(", (repo / path).read_text(), re.M), f"{path}::{name} does not exist"
+
+
+# -- distributed execution ---------------------------------------------------------------------------
+def test_worker_cannot_join_another_runs_output():
+    """A Ray worker attaches to the folder its driver prepared; a different config or a finished
+    artifact is refused, and attaching never deletes a sibling worker's in-flight temporary file."""
+    driver = ArtifactWriter("memory://out", stage="s", config_hash="h1")
+    fsspec.filesystem("memory").pipe("/out/.shard-000001.tar.abc.tmp", b"half a shard")
+    ArtifactWriter("memory://out", stage="s", config_hash="h1", attach=True)
+    assert fsspec.filesystem("memory").exists("/out/.shard-000001.tar.abc.tmp")
+    with pytest.raises(ArtifactError, match="being written by another run"):
+        ArtifactWriter("memory://out", stage="s", config_hash="h2", attach=True)
+    with pytest.raises(ArtifactError, match="no run in progress to join"):
+        ArtifactWriter("memory://elsewhere", stage="s", config_hash="h1", attach=True)
+    driver.write_shard(0, [{"__key__": "k0", "txt": "x"}])
+    driver.commit()
+    with pytest.raises(ArtifactError, match="already committed"):
+        ArtifactWriter("memory://out", stage="s", config_hash="h1", attach=True)
+
+
+def test_unreachable_ray_address_fails_in_seconds():
+    """Ray itself retries a dead head node for minutes; the address is probed first and named."""
+    from pipelines.ray_executor import check_reachable
+
+    with pytest.raises(ConnectionError, match=r"cannot reach the Ray cluster at executor.address '127.0.0.1:9'"):
+        check_reachable("127.0.0.1:9")
+    with pytest.raises(ConnectionError, match=r"'ray://127.0.0.1:9'"):
+        check_reachable("ray://127.0.0.1:9")
+    with pytest.raises(ValueError, match="is not 'auto', 'host:port' or 'ray://host:port'"):
+        check_reachable("head-node")
+
+
+def test_executor_resources_for_an_unknown_stage_are_refused():
+    from clouds.config import ConfigError, parse_config
+
+    tree = {"data": {"source": {"name": "s", "kind": "toycity", "domain": "sim", "count": 2}},
+            "executor": {"kind": "ray", "resources": {"synthesise": {"num_gpus": 1}}}}
+    with pytest.raises(ConfigError, match=r"executor.resources: .*no shard-parallel stage named \['synthesise'\]"):
+        parse_config(tree, "cluster.yaml")
+    tree["executor"] = {"kind": "dask"}
+    with pytest.raises(ConfigError, match=r"executor.kind: Input should be 'local' or 'ray'"):
+        parse_config(tree, "cluster.yaml")

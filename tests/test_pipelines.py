@@ -13,14 +13,6 @@ MICRO = str(Path(__file__).parent / "micro.yaml")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def test_loop_commits_everything_and_reuses_on_rerun(harness, tmp_path):
     from pipelines.clouds_flow import clouds
     from pipelines.layout import RunLayout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -256,6 +257,24 @@ def test_vllm_writer_end_to_end_with_fake_engine() -> None:
     assert sorted(r.text for r in records) == sorted(VALID)
     assert [len(c["messages"]) for c in llm.calls] == [4, 1]  # the second round asks for the one missing
     assert records[0].request_seed == llm.calls[0]["params"][0].seed
+
+
+def test_vllm_engine_gets_the_parallel_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vllm.LLM constructor is called with the config's tensor/pipeline parallel sizes and backend."""
+    built: list[dict[str, Any]] = []
+
+    class FakeEngine:
+        def __init__(self, **kwargs: Any) -> None:
+            built.append(kwargs)
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeEngine, SamplingParams=FakeSamplingParams))
+    cfg = PromptsConfig(backend="vllm", model="meta-llama/Llama-2-70b-chat-hf", tensor_parallel_size=4,
+                        pipeline_parallel_size=2, distributed_executor_backend="ray", dtype="float16")
+    VLLMWriter(cfg, seed=3)
+    assert built == [{"model": "meta-llama/Llama-2-70b-chat-hf", "dtype": "float16", "seed": 3,
+                      "tensor_parallel_size": 4, "pipeline_parallel_size": 2, "distributed_executor_backend": "ray"}]
+    VLLMWriter(PromptsConfig(backend="vllm", model="x/y"), seed=0)
+    assert "distributed_executor_backend" not in built[-1] and built[-1]["tensor_parallel_size"] == 1
 
 
 def test_vllm_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

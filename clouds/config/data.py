@@ -24,7 +24,7 @@ class DatasetSpec(Section):
     width: int = Field(256, ge=16)
 
     @model_validator(mode="after")
-    def _needs_root(self) -> "DatasetSpec":
+    def _needs_root(self) -> DatasetSpec:
         if self.kind == "toycity":
             if self.domain is None or self.count is None:
                 raise ValueError("a toycity dataset needs 'domain' and 'count'")

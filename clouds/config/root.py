@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError
 
 from clouds.config.base import Section
 from clouds.config.data import DataConfig
+from clouds.config.executor import ExecutorConfig
 from clouds.config.model import ModelConfig
 from clouds.config.run import ArtifactConfig, RunConfig
 from clouds.config.selftrain import EvaluateConfig, LoopConfig, PseudoLabelConfig, RefineConfig, TrainConfig
@@ -34,6 +35,7 @@ class CloudsConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     def section_hash(self, *sections: str) -> str:
         """A stable hash of some sections, so a stage is rerun only when what it reads has changed."""

@@ -33,6 +33,9 @@ class PromptsConfig(Section):
     max_attempts: int = Field(20, ge=1, description="request rounds before giving up on reaching 'count'")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm only")
     pipeline_parallel_size: int = Field(1, ge=1, description="vllm only")
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        None, description="vllm only: 'mp' (one node) or 'ray' (GPUs of several nodes of a Ray cluster); null = vLLM's choice"
+    )
     dtype: str = Field("auto", description="model weights dtype: auto, float16, bfloat16, float32")
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ from clouds.labels import CLASS_NAMES, NUM_CLASSES, check_train_ids
 from models.checkpoint import load_checkpoint
 from stages.evaluate.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from stages.evaluate.report import bar_chart, markdown_table
+from stages.sharded import Lazy, ShardedJob
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,11 @@ def resize_short_side(
     return img.as_subclass(torch.Tensor), lab
 
 
-def _samples(url: str) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(key, image uint8 [3,H,W], label uint8 [H,W]) of a target artifact, checked."""
+def _samples(url: str, shard: int | None = None) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(key, image uint8 [3,H,W], label uint8 [H,W]) of a target artifact (or one shard of it), checked."""
     art = open_artifact(url)
-    for s in art.iter_samples(members={"png", "jpg", "jpeg", LABEL_MEMBER}):
+    shards = None if shard is None else [art.shards[shard]]
+    for s in art.iter_samples(shards, members={"png", "jpg", "jpeg", LABEL_MEMBER}):
         where = f"{url}, sample {s['__key__']!r}"
         if LABEL_MEMBER not in s:
             raise ArtifactError(f"{where}: no {LABEL_MEMBER!r} label to evaluate against")
@@ -87,8 +89,10 @@ def _predict(model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]
             for s, hw in zip(scores, sizes, strict=True)]
 
 
-def confusion_on(model: nn.Module, url: str, cfg: EvaluateConfig, device: torch.device) -> tuple[torch.Tensor, int]:
-    """Accumulated confusion matrix of `model` over one target artifact, and the number of images."""
+def confusion_on(
+    model: nn.Module, url: str, cfg: EvaluateConfig, device: torch.device, shard: int | None = None
+) -> tuple[torch.Tensor, int]:
+    """Accumulated confusion matrix of `model` over one target artifact (or one shard), and its image count."""
     conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64, device=device)
     native = cfg.label_resolution == "native"
     batch: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -102,7 +106,7 @@ def confusion_on(model: nn.Module, url: str, cfg: EvaluateConfig, device: torch.
             conf += confusion_matrix(pred, lab)
         batch.clear()
 
-    for _, image, label in _samples(url):
+    for _, image, label in _samples(url, shard):
         resized, resized_label = resize_short_side(image, label, cfg.short_side)
         target = label if native else resized_label
         if batch and (len(batch) == cfg.batch_size or batch[0][0].shape != resized.shape):
@@ -153,31 +157,79 @@ def evaluate(
 
     Returns {"url", "miou": {domain: mIoU}, "mean_miou", "images": {domain: n}}.
     """
+    config_hash = evaluate_config_hash(cfg)
+    if is_committed(output_url):
+        lineage = read_lineage(output_url)
+        if lineage.get("config_hash") == config_hash and [i["url"] for i in lineage.get("inputs", [])] == _inputs(
+            model_or_checkpoint_url, target_urls
+        ):
+            log.info("evaluate: %s already committed, skipping", output_url)
+            return {**lineage.get("stats", {}), "skipped": True}
+        raise ArtifactError(f"{output_url} is already a committed evaluation of another model, targets or settings")
+    return prepare_evaluate(model_or_checkpoint_url, target_urls, cfg, output_url, device=device).run_all()
+
+
+def _inputs(model_or_checkpoint_url: nn.Module | str, target_urls: dict[str, str]) -> list[str]:
+    return ([model_or_checkpoint_url] if isinstance(model_or_checkpoint_url, str) else []) + list(target_urls.values())
+
+
+def prepare_evaluate(
+    model_or_checkpoint_url: nn.Module | str,
+    target_urls: dict[str, str],
+    cfg: EvaluateConfig,
+    output_url: str,
+    *,
+    device: str = "auto",
+) -> ShardedJob:
+    """One unit per (target, shard): a confusion matrix each, summed by `finish`, which writes the report.
+
+    Confusion matrices add up exactly, so the scores do not depend on how units are spread over workers.
+    The model is loaded by the first unit that runs (never by a driver that only plans and commits).
+    """
     if not target_urls:
         raise ValueError("evaluate needs at least one target artifact")
     for name in target_urls:
         if not DOMAIN_RE.match(name):
             raise ValueError(f"target name {name!r} must be [A-Za-z0-9_-] (it names files in the report)")
-    inputs = ([model_or_checkpoint_url] if isinstance(model_or_checkpoint_url, str) else []) + list(target_urls.values())
-    config_hash = evaluate_config_hash(cfg)
-    if is_committed(output_url):
-        lineage = read_lineage(output_url)
-        if lineage.get("config_hash") == config_hash and [i["url"] for i in lineage.get("inputs", [])] == inputs:
-            log.info("evaluate: %s already committed, skipping", output_url)
-            return {**lineage.get("stats", {}), "skipped": True}
-        raise ArtifactError(f"{output_url} is already a committed evaluation of another model, targets or settings")
+    units = [(name, url, k) for name, url in target_urls.items() for k in range(len(open_artifact(url).shards))]
     torch_device = resolve_device(device)
-    model = _load_model(model_or_checkpoint_url, cfg, torch_device)
+    model = Lazy(lambda: _load_model(model_or_checkpoint_url, cfg, torch_device))
 
-    per_class: dict[str, np.ndarray] = {}
-    confusions: dict[str, np.ndarray] = {}
-    miou: dict[str, float] = {}
-    images: dict[str, int] = {}
-    for name, url in target_urls.items():
-        conf, count = confusion_on(model, url, cfg, torch_device)
-        confusions[name], images[name] = conf.numpy(), count
-        per_class[name], miou[name] = iou_per_class(conf), mean_iou(conf)
-        log.info("evaluate %s: mIoU %.2f over %d images", name, 100 * miou[name], count)
+    def run_unit(i: int) -> dict[str, Any]:
+        _, url, shard = units[i]
+        conf, count = confusion_on(model.get(), url, cfg, torch_device, shard)
+        return {"confusion": conf.numpy().tolist(), "images": count}
+
+    def finish(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        if sorted(results) != list(range(len(units))):
+            missing = sorted(set(range(len(units))) - set(results))
+            raise ArtifactError(f"evaluate {output_url}: units {missing} returned no result")
+        confusions = {name: np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64) for name in target_urls}
+        images = dict.fromkeys(target_urls, 0)
+        for i, (name, _, _) in enumerate(units):
+            confusions[name] += np.asarray(results[i]["confusion"], dtype=np.int64)
+            images[name] += results[i]["images"]
+        for name, url in target_urls.items():
+            if images[name] == 0:
+                raise ArtifactError(f"{url} holds no samples to evaluate")
+        return write_report(model_or_checkpoint_url, target_urls, cfg, output_url, confusions, images)
+
+    return ShardedJob(num_shards=len(units), run_shard=run_unit, finish=finish, name=STAGE)
+
+
+def write_report(
+    model_or_checkpoint_url: nn.Module | str,
+    target_urls: dict[str, str],
+    cfg: EvaluateConfig,
+    output_url: str,
+    confusions: dict[str, np.ndarray],
+    images: dict[str, int],
+) -> dict[str, Any]:
+    """Commit the folder artifact: per-class and per-domain parquet, raw confusions, markdown and a chart."""
+    per_class = {name: iou_per_class(conf) for name, conf in confusions.items()}
+    miou = {name: mean_iou(conf) for name, conf in confusions.items()}
+    for name in target_urls:
+        log.info("evaluate %s: mIoU %.2f over %d images", name, 100 * miou[name], images[name])
 
     folder = Folder.at(output_url)
     folder.remove()
@@ -212,6 +264,6 @@ def evaluate(
         "mean_miou": float(np.mean(finite)) if finite else None,
         "images": images,
     }
-    commit_folder(output_url, stage=STAGE, config_hash=config_hash, inputs=inputs,
-                  params=cfg.model_dump(mode="json"), stats=stats)
+    commit_folder(output_url, stage=STAGE, config_hash=evaluate_config_hash(cfg),
+                  inputs=_inputs(model_or_checkpoint_url, target_urls), params=cfg.model_dump(mode="json"), stats=stats)
     return stats

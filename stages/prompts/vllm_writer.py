@@ -53,6 +53,18 @@ def parse_outputs(outputs: Sequence[Any], seeds: Sequence[int]) -> list[Candidat
     return candidates
 
 
+def engine_parallelism(cfg: PromptsConfig) -> dict[str, Any]:
+    """How vLLM spreads the model: tensor parallel within a node, pipeline parallel across stages; a
+    model bigger than one node needs the Ray backend (vLLM then joins the running Ray cluster)."""
+    out: dict[str, Any] = {
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "pipeline_parallel_size": cfg.pipeline_parallel_size,
+    }
+    if cfg.distributed_executor_backend is not None:
+        out["distributed_executor_backend"] = cfg.distributed_executor_backend
+    return out
+
+
 class VLLMWriter:
     """`llm` and `sampling_params` default to vllm.LLM / vllm.SamplingParams built from the config."""
 
@@ -65,13 +77,7 @@ class VLLMWriter:
         if llm is None or sampling_params is None:
             vllm = import_vllm()
             sampling_params = sampling_params or vllm.SamplingParams
-            llm = llm or vllm.LLM(
-                model=cfg.model,
-                tensor_parallel_size=cfg.tensor_parallel_size,
-                pipeline_parallel_size=cfg.pipeline_parallel_size,
-                dtype=cfg.dtype,
-                seed=seed,
-            )
+            llm = llm or vllm.LLM(model=cfg.model, dtype=cfg.dtype, seed=seed, **engine_parallelism(cfg))
         self.llm, self.sampling_params = llm, sampling_params
 
     def __call__(self, n: int, attempt: int) -> list[Candidate]:

@@ -15,7 +15,7 @@ from artifacts import Artifact, ArtifactWriter, image_member, open_artifact
 from clouds.config import PseudoLabelConfig
 from stages.evaluate.metrics import confusion_matrix, iou_per_class, mean_iou
 from stages.pseudo_label.labeler import label_images
-from stages.sharded import ShardedJob
+from stages.sharded import Lazy, ShardedJob
 
 log = logging.getLogger(__name__)
 TRUE = "true.seg.png"
@@ -37,7 +37,7 @@ def label_shard(
         confusion = np.zeros((19, 19), dtype=np.int64)
         inputs = list(images.iter_samples([shard]))
         labels = label_images(teacher, [image_member(s) for s in inputs], cfg.batch_size, device, cfg.confidence_threshold)
-        for sample, (label, conf) in zip(inputs, labels):
+        for sample, (label, conf) in zip(inputs, labels, strict=True):
             out = {k: v for k, v in sample.items() if k in ("png", "jpg", "json", TRUE)}
             out["__key__"] = sample["__key__"]
             out["seg.png"], out["conf.png"] = label, conf
@@ -63,8 +63,16 @@ def config_hash(cfg: PseudoLabelConfig) -> str:
     return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def load_teacher(checkpoint_url: str, device: torch.device) -> torch.nn.Module:
+    """The EMA teacher a checkpoint holds, or its student when it has none (the round-0 warm-up)."""
+    from models.checkpoint import load_checkpoint
+
+    student, teacher, _, _ = load_checkpoint(checkpoint_url, device=device)
+    return teacher if teacher is not None else student
+
+
 def prepare_pseudo_label(
-    teacher: torch.nn.Module,
+    teacher: torch.nn.Module | None,
     images_url: str,
     checkpoint_url: str,
     output_url: str,
@@ -72,19 +80,24 @@ def prepare_pseudo_label(
     *,
     device: torch.device,
     overwrite: bool = False,
+    attach: bool = False,
 ) -> ShardedJob:
-    """One output shard per input shard; shards done by an interrupted run are kept."""
+    """One output shard per input shard; shards done by an interrupted run are kept.
+
+    With `teacher=None` the teacher is loaded from `checkpoint_url` by the first shard that runs, so a
+    driver that hands its shards to other processes never loads it.
+    """
     images = open_artifact(images_url)
     writer = ArtifactWriter(
         output_url, stage="pseudo-label", config_hash=config_hash(cfg), inputs=[images_url, checkpoint_url],
-        params=cfg.model_dump(mode="json"), overwrite=overwrite,
+        params=cfg.model_dump(mode="json"), overwrite=overwrite, attach=attach,
     )
-    teacher.eval()
+    model = Lazy.of(teacher) if teacher is not None else Lazy(lambda: load_teacher(checkpoint_url, device))
     return ShardedJob(
-        writer=writer,
         num_shards=len(images.shards),
-        run_shard=lambda i: label_shard(teacher, images, i, writer, cfg, device),
-        finish=lambda: writer.commit(summarize(writer.shard_stats()), expected_shards=len(images.shards)),
+        run_shard=lambda i: label_shard(model.get().eval(), images, i, writer, cfg, device),
+        finish=lambda _: writer.commit(summarize(writer.shard_stats()), expected_shards=len(images.shards)),
+        is_done=writer.is_shard_complete,
         name="pseudo-label",
     )
 

@@ -31,7 +31,7 @@ from stages.refine.components import sample_rng
 from stages.refine.predictor import SamMaskPredictor
 from stages.refine.quality import confusion_matrix, iou_per_class, mean_iou
 from stages.refine.superpixel import refine_with_superpixels
-from stages.sharded import ShardedJob
+from stages.sharded import Lazy, ShardedJob
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,7 @@ def prepare_refine(
     device: str | torch.device = "cpu",
     refine: RefineFn | None = None,
     overwrite: bool = False,
+    attach: bool = False,
 ) -> ShardedJob:
     """One task per input shard. The refiner (SAM) is built on the first shard that needs it, once.
 
@@ -283,23 +284,16 @@ def prepare_refine(
         params={"refine": cfg.model_dump(mode="json"), "seed": seed},
         shard_max_samples=shard_max_samples,
         overwrite=overwrite,
+        attach=attach,
     )
-    built: list[RefineFn] = [refine] if refine is not None else []
-    lock = threading.Lock()
-
-    def refiner() -> RefineFn:
-        with lock:
-            if not built:
-                built.append(build_refiner(cfg, seed, device))
-            return built[0]
-
+    refiner = Lazy.of(refine) if refine is not None else Lazy(lambda: build_refiner(cfg, seed, device))
     return ShardedJob(
-        writer=writer,
         num_shards=len(source.shards),
-        run_shard=lambda index: refine_shard(source, index, writer, refiner()),
-        finish=lambda: writer.commit(
+        run_shard=lambda index: refine_shard(source, index, writer, refiner.get()),
+        finish=lambda _: writer.commit(
             summarize(writer.shard_stats(), cfg.method), expected_shards=len(source.shards)
         ),
+        is_done=writer.is_shard_complete,
         name=STAGE,
     )
 

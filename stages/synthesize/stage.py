@@ -148,7 +148,7 @@ class _SynthesizeRun:
             return synthesize_shard(self.writer, shard, self.jobs, self._backend, self.cfg, self.shard_max_samples,
                                     image_format=self.image_format, progress=self._bar)
 
-    def finish(self) -> Artifact:
+    def finish(self, results: dict[int, Any] | None = None) -> Artifact:
         if self._bar is not None:
             self._bar.close()
         per_shard = self.writer.shard_stats()
@@ -174,6 +174,7 @@ def prepare_synthesize(
     device: str = "auto",
     image_format: str = "png",
     overwrite: bool = False,
+    attach: bool = False,
 ) -> ShardedJob:
     """The stage as shards (one task each); shards finished by an interrupted run are kept.
 
@@ -184,15 +185,15 @@ def prepare_synthesize(
     jobs = plan_images(records, cfg.num_images, seed)
     writer = ArtifactWriter(
         output_url, stage=STAGE, config_hash=synthesize_config_hash(cfg, seed, shard_max_samples, image_format),
-        inputs=[prompts], shard_max_samples=shard_max_samples, overwrite=overwrite,
+        inputs=[prompts], shard_max_samples=shard_max_samples, overwrite=overwrite, attach=attach,
         params={"synthesize": cfg.model_dump(mode="json"), "seed": seed, "image_format": image_format,
                 "shard_max_samples": shard_max_samples},
     )
     run = _SynthesizeRun(jobs, writer, cfg, shard_max_samples, image_format,
                          (lambda: backend) if backend is not None else (lambda: build_backend(cfg, device)),
                          len(records))
-    return ShardedJob(writer=writer, num_shards=run.num_shards, run_shard=run.run_shard, finish=run.finish,
-                      name=STAGE)
+    return ShardedJob(num_shards=run.num_shards, run_shard=run.run_shard, finish=run.finish,
+                      is_done=writer.is_shard_complete, name=STAGE)
 
 
 def synthesize_artifact(

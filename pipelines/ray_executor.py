@@ -1,0 +1,101 @@
+"""Shard tasks on a Ray cluster through prefect-ray's RayTaskRunner.
+
+Each stage's pending shards become one `<stage>-shards` subflow whose task runner is Ray; every task
+asks Ray for the stage's resources (`executor.resources`), and the worker rebuilds the stage's job
+from its recipe. Ray is imported only here, so the default install never needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from clouds.config import ExecutorConfig
+from pipelines.jobs import JobRecipe, worker_job
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+@task(name="shard", cache_policy=NONE, task_run_name="{recipe.stage}-shard-{index:06d}")
+def run_remote_shard(recipe: JobRecipe, index: int) -> Any:
+    """Runs in a Ray worker: the job (and its model) is rebuilt there from the recipe, once per process."""
+    return worker_job(recipe).run_shard(index)
+
+
+@flow(name="shards")
+def ray_shards(recipe: JobRecipe, indices: list[int], remote_options: dict[str, Any]) -> dict[int, Any]:
+    from prefect_ray.context import remote_options as ray_options
+
+    with ray_options(**remote_options):
+        futures = {i: run_remote_shard.submit(recipe, i) for i in indices}
+    return {i: f.result() for i, f in futures.items()}
+
+
+def check_shared_storage(root: str) -> None:
+    if root.startswith("memory://"):
+        raise ValueError(f"executor.kind 'ray' runs shards in other processes, which cannot see this process's "
+                         f"{root!r}; put run.root on a local path the workers share, or on object storage")
+
+
+def check_reachable(address: str | None) -> None:
+    """Ray retries an unreachable address for minutes; a dead head node should fail in seconds, by name."""
+    if address is None or address == "auto":
+        return
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
+    if not parts.hostname or not parts.port:
+        raise ValueError(f"executor.address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise ConnectionError(f"cannot reach the Ray cluster at executor.address {address!r}: {err}; "
+                              "is `ray start --head` running there, and is the port open?") from None
+
+
+def driver_api_url() -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
+
+
+def worker_init_kwargs(executor: ExecutorConfig, api_url: str) -> dict[str, Any]:
+    """ray.init arguments, with the driver's Prefect API passed to every worker.
+
+    Without it, a worker of a run on Prefect's temporary server starts a temporary server of its own
+    (seconds per worker) and its task runs never reach the driver's UI.
+    """
+    kwargs = json.loads(json.dumps(executor.init_kwargs))
+    env = kwargs.setdefault("runtime_env", {}).setdefault("env_vars", {})
+    env.setdefault("PREFECT_API_URL", api_url)
+    host = urlsplit(env["PREFECT_API_URL"]).hostname
+    if executor.address is not None and host in ("127.0.0.1", "localhost"):
+        get_run_logger().warning(
+            "the Prefect API is %s: workers on other nodes of the cluster cannot report to it (their shards "
+            "still run); for one UI, run a Prefect server they can reach and set PREFECT_API_URL",
+            env["PREFECT_API_URL"])
+    return kwargs
+
+
+def ray_task_runner(executor: ExecutorConfig) -> Any:
+    try:
+        from prefect_ray import RayTaskRunner
+    except ImportError:
+        raise RuntimeError("executor.kind is 'ray' but prefect-ray is not installed: pip install 'clouds[ray]'") from None
+    check_reachable(executor.address)
+    return RayTaskRunner(address=executor.address, init_kwargs=worker_init_kwargs(executor, driver_api_url()))
+
+
+def run_on_ray(recipe: JobRecipe, indices: list[int], executor: ExecutorConfig) -> dict[int, Any]:
+    """The results of shards `indices`, run as Ray tasks; the caller (the driver) finishes the job."""
+    check_shared_storage(recipe.root)
+    options = executor.task_resources(recipe.stage).remote_options()
+    get_run_logger().info("%s: %d shards on Ray (%s), each with %s", recipe.stage, len(indices),
+                          executor.address or "a Ray instance started here", options)
+    runner = ray_shards.with_options(task_runner=ray_task_runner(executor), flow_run_name=f"{recipe.stage}-shards")
+    return runner(recipe.for_workers(), indices, options)
