@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
+from prefect.futures import as_completed
 
 from artifacts import is_committed
 from clouds.config import ExecutorConfig
@@ -20,7 +21,34 @@ def run_shard(job: ShardedJob, index: int) -> Any:
     return job.run_shard(index)
 
 
-def run_sharded(job: ShardedJob, recipe: JobRecipe | None = None, executor: ExecutorConfig | None = None) -> Any:
+def run_local(job: ShardedJob, pending: list[int], workers: int) -> dict[int, Any]:
+    """Shard tasks in this process's threads, at most `workers` at a time, in index order.
+
+    Prefect's thread pool alone would start every shard at once: each holds a batch of the one shared
+    model in memory (on a GPU, an out-of-memory error at real sizes) while two cores or one GPU run no
+    faster. After a shard fails no new one starts; those running finish, then the first error is raised.
+    """
+    results: dict[int, Any] = {}
+    queue, running = list(pending), {}
+    error: BaseException | None = None
+    while queue or running:
+        while queue and len(running) < workers and error is None:
+            index = queue.pop(0)
+            running[run_shard.submit(job, index)] = index
+        if not running:
+            break
+        future = next(as_completed(list(running)))
+        index = running.pop(future)
+        try:
+            results[index] = future.result()
+        except BaseException as err:  # noqa: BLE001 - re-raised below, once the running shards are done
+            error = error or err
+    if error is not None:
+        raise error
+    return results
+
+
+def run_sharded(job: ShardedJob, recipe: JobRecipe, executor: ExecutorConfig) -> Any:
     """Run every pending shard, wait for all, then finish (commit) in the flow.
 
     Locally, shards are tasks in this process's threads and share `job` (one model). On Ray, workers
@@ -31,11 +59,8 @@ def run_sharded(job: ShardedJob, recipe: JobRecipe | None = None, executor: Exec
     done = job.num_shards - len(pending)
     if done:
         logger.info("%s: %d of %d shards already complete from an earlier run", job.name, done, job.num_shards)
-    if executor is None or executor.kind == "local" or not pending:
-        futures = {i: run_shard.submit(job, i) for i in pending}
-        return job.finish({i: f.result() for i, f in futures.items()})
-    if recipe is None:
-        raise ValueError(f"{job.name}: running shards on Ray needs the job's recipe")
+    if executor.kind == "local" or not pending:
+        return job.finish(run_local(job, pending, executor.local_workers))
     from pipelines.ray_executor import run_on_ray
 
     return job.finish(run_on_ray(recipe, pending, executor))

@@ -61,3 +61,48 @@ def test_loop_commits_everything_and_reuses_on_rerun(harness, tmp_path):
     assert (layout.round(1, "evaluate") in rebuilt) == weights_changed
     summary = json.loads((Path(root) / "micro" / "round-002" / "evaluate" / "_COMMITTED.json").read_text())
     assert summary["stage"] == "evaluate"
+
+
+def _counting_job(num_shards: int, bad: int | None = None):
+    """A job whose shards record how many of them run at once, and which ones started."""
+    import threading
+    import time
+
+    from stages.sharded import ShardedJob
+
+    lock, seen = threading.Lock(), {"now": 0, "peak": 0, "started": []}
+
+    def shard(i: int) -> int:
+        with lock:
+            seen["now"] += 1
+            seen["peak"] = max(seen["peak"], seen["now"])
+            seen["started"].append(i)
+        time.sleep(0.2)
+        with lock:
+            seen["now"] -= 1
+        if i == bad:
+            raise ValueError(f"shard {i} is bad")
+        return 10 * i
+
+    return ShardedJob(num_shards=num_shards, run_shard=shard, finish=lambda results: results), seen
+
+
+def test_local_shards_run_at_most_local_workers_at_once_and_stop_after_a_failure(harness):
+    """Prefect's thread pool alone would start all 8 shards at once (8 batches of one model in memory)."""
+    from prefect import flow
+
+    from pipelines.tasks import run_local
+
+    @flow
+    def shards(job, pending: list[int], workers: int) -> dict[int, int]:
+        return run_local(job, pending, workers)
+
+    job, seen = _counting_job(8)
+    assert shards(job, list(range(8)), 2) == {i: 10 * i for i in range(8)}
+    assert seen["peak"] == 2
+
+    job, seen = _counting_job(10, bad=3)
+    with pytest.raises(ValueError, match="shard 3 is bad"):
+        shards(job, list(range(10)), 2)
+    assert seen["now"] == 0  # every started shard finished before the error was raised
+    assert len(seen["started"]) <= 5 and 9 not in seen["started"], seen["started"]

@@ -35,6 +35,10 @@ class ExecutorConfig(Section):
     kind: Literal["local", "ray"] = Field(
         "local", description="'local': Prefect's thread pool in this process; 'ray': prefect-ray's RayTaskRunner"
     )
+    local_workers: int = Field(
+        2, ge=1, description="'local': shard tasks running at once; they share one model and one device, so "
+        "more only adds memory (a batch in flight each) once compute and I/O overlap"
+    )
     address: str | None = Field(
         None, description="Ray cluster: 'auto', 'ray://head:10001' or 'host:6379'; null starts Ray on this machine"
     )
