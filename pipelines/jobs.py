@@ -23,7 +23,7 @@ from stages.sharded import ShardedJob
 @dataclass(frozen=True)
 class JobRecipe:
     stage: str
-    config: str  # CloudsConfig as JSON
+    config: str  # CloudsConfig as JSON, less its executor section
     root: str
     run: str
     round: int = 0
@@ -32,7 +32,9 @@ class JobRecipe:
     def of(cls, stage: str, ctx: RunContext, round: int = 0) -> JobRecipe:
         if stage not in BUILDERS:
             raise ValueError(f"{stage!r} is not a shard-parallel stage; choose from {sorted(BUILDERS)}")
-        return cls(stage, ctx.cfg.model_dump_json(), ctx.layout.root, ctx.layout.run, round)
+        # Without `executor`: workers do not need it, and the recipe is a flow parameter that Prefect stores
+        # and shows, while executor.init_kwargs may hold credentials (runtime_env env_vars for s3, say).
+        return cls(stage, ctx.cfg.model_dump_json(exclude={"executor"}), ctx.layout.root, ctx.layout.run, round)
 
     def context(self) -> RunContext:
         return RunContext(CloudsConfig.model_validate_json(self.config), RunLayout(self.root, self.run))

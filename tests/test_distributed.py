@@ -87,5 +87,60 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert torch.nn.functional.cosine_similarity(ddp, single, dim=0) > 0.98
 
 
+def _torchrun(script: list[str], root: Path, iters: int, overrides: list[str],
+              fault: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("CLOUDS_FAULT", None)
+    if fault:
+        env["CLOUDS_FAULT"] = fault
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *script,
+           "--config", MICRO, "--root", str(root), "--run-name", "micro", "--round", "0", "--iters", str(iters),
+           *(a for o in overrides for a in ("--set", o))]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_killed_two_process_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    """Each rank draws its own random points (its images differ), so each rank's RNG stream is saved and
+    restored: resuming every rank from rank 0's stream ended on other weights than the uninterrupted run."""
+    # More queries than classes in an image: how many masks are matched, and so how many random points
+    # a rank draws, then depends on its images (with 8 queries every rank always matched 8).
+    overrides = ["model.decoder.num_queries=32"]
+    cfg = load_config(MICRO, overrides)
+    script = [str(Path(__file__).parent / "faults" / "launch_train.py")]
+    iters = 2 * cfg.train.checkpoint_every  # the kill comes at the first snapshot, half way
+    for root in (tmp_path / "whole", tmp_path / "killed"):
+        ingest(cfg.data.source, RunLayout(str(root), "micro").data(cfg.data.source.name), cfg.artifacts)
+    whole = _torchrun(script, tmp_path / "whole", iters, overrides)
+    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
+
+    killed = _torchrun(script, tmp_path / "killed", iters, overrides, fault="snapshot:1")
+    url = RunLayout(str(tmp_path / "killed"), "micro").round(0, "train")
+    assert killed.returncode != 0 and not (Path(url) / "_COMMITTED.json").exists()
+    assert (Path(url) / "_progress" / "LATEST.json").exists()
+    resumed = _torchrun(script, tmp_path / "killed", iters, overrides)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resuming {url} at step {cfg.train.checkpoint_every} of {iters}" in resumed.stderr
+
+    a, b = (load_checkpoint(RunLayout(str(tmp_path / r), "micro").round(0, "train"), device="cpu")
+            for r in ("whole", "killed"))
+    for left, right in ((a[0], b[0]), (a[1], b[1])):  # student, then the EMA teacher (None in warm-up)
+        assert (left is None) == (right is None)
+        if left is None:
+            continue
+        for (name, x), y in zip(left.state_dict().items(), right.state_dict().values(), strict=True):
+            assert torch.equal(x, y), name
+
+
 def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([v.flatten().float() for v in state.values() if v.is_floating_point()])
+
+
+def test_a_resume_with_another_world_size_continues_rank_0s_stream_and_says_so(caplog):
+    from stages.train.checkpoints import rank_rng
+
+    states = [{"torch": torch.tensor([r])} for r in range(2)]
+    saved = {"rng": states[0], "rng_ranks": states}
+    assert rank_rng(saved, 1, 2) is states[1] and not caplog.records
+    assert rank_rng({"rng": states[0]}, 0, 1) is states[0] and not caplog.records
+    assert rank_rng(saved, 0, 1) is states[0]
+    assert "saved by 2 process(es) with 1: every rank continues rank 0's random stream" in caplog.text

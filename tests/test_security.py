@@ -126,3 +126,22 @@ def test_artifacts_never_embed_secrets_from_the_environment(tmp_path, monkeypatc
         for sample in art.iter_samples(members=["json", "txt"]):
             assert SECRET not in str(sample)
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == SECRET  # the check ran with the secret really set
+
+
+def test_shard_recipes_sent_to_ray_carry_no_credentials_from_the_executor_config():
+    """The recipe is a Prefect flow parameter (stored and shown by the server); the executor section, where
+    Ray's runtime_env may hold credentials for the workers, stays out of it."""
+    from clouds.config import load_config
+    from pipelines.context import RunContext
+    from pipelines.jobs import JobRecipe
+    from pipelines.layout import RunLayout
+
+    cfg = load_config(str(Path(__file__).parent / "micro.yaml"), [
+        "executor.kind=ray",
+        f"executor.init_kwargs={{runtime_env: {{env_vars: {{AWS_SECRET_ACCESS_KEY: {SECRET}}}}}}}",
+    ])
+    assert cfg.executor.init_kwargs["runtime_env"]["env_vars"]["AWS_SECRET_ACCESS_KEY"] == SECRET
+    recipe = JobRecipe.of("refine", RunContext(cfg, RunLayout("/shared/runs", "micro")), 1)
+    assert SECRET not in str(recipe.__dict__)
+    rebuilt = recipe.context().cfg  # what a worker runs: every stage section intact
+    assert rebuilt.model_dump(exclude={"executor"}) == cfg.model_dump(exclude={"executor"})

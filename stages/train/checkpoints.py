@@ -29,7 +29,11 @@ PROGRESS = "_progress"
 LATEST = "LATEST.json"
 
 
-def train_state_dict(state: TrainState, identity: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def train_state_dict(state: TrainState, identity: dict[str, Any], extra: dict[str, Any],
+                     rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`rng_ranks`: every rank's RNG state (each rank's point sampling draws its own stream); default: this
+    process's. Rank 0's is also `rng`, what a run of another world size resumes from."""
+    rng_ranks = rng_ranks or [capture_rng()]
     return {
         "identity": json.dumps(identity, sort_keys=True),
         "extra": json.dumps(extra, sort_keys=True),
@@ -39,8 +43,19 @@ def train_state_dict(state: TrainState, identity: dict[str, Any], extra: dict[st
         "position": state.position,
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
-        "rng": capture_rng(),
+        "rng": rng_ranks[0],
+        **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
     }
+
+
+def rank_rng(saved: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """The RNG state this rank resumes from: its own when the world size is the one that saved it."""
+    per_rank = saved.get("rng_ranks") or [saved["rng"]]
+    if len(per_rank) == world_size:
+        return per_rank[rank]
+    log.warning("resuming a train state saved by %d process(es) with %d: every rank continues rank 0's random "
+                "stream, so the result will not be bit-identical to an uninterrupted run", len(per_rank), world_size)
+    return per_rank[0]
 
 
 def write_train_state(url: str, payload: dict[str, Any]) -> None:
@@ -78,23 +93,24 @@ def read_metrics(url: str) -> list[dict[str, float]]:
     return [{k: v for k, v in r.items() if v is not None} for r in table.to_pylist()]
 
 
-def save_folder(url: str, state: TrainState, model_cfg: Any, identity: dict[str, Any], extra: dict[str, Any]) -> None:
+def save_folder(url: str, state: TrainState, model_cfg: Any, identity: dict[str, Any], extra: dict[str, Any],
+                rng_ranks: list[dict[str, Any]] | None = None) -> None:
     """Write one complete checkpoint folder (weights, train state, metrics)."""
     Folder.at(url).makedirs()
     teacher = state.ema.teacher if state.ema is not None else None
     save_checkpoint(url, state.student, teacher, model_cfg,
                     {**extra, "mode": state.mode, "step": state.step, "total_iters": state.total_iters})
-    write_train_state(url, train_state_dict(state, identity, extra))
+    write_train_state(url, train_state_dict(state, identity, extra, rng_ranks))
     write_metrics(url, state.metrics)
 
 
 def save_progress(output_url: str, state: TrainState, model_cfg: Any, identity: dict[str, Any],
-                  extra: dict[str, Any]) -> str:
+                  extra: dict[str, Any], rng_ranks: list[dict[str, Any]] | None = None) -> str:
     """A resumable snapshot under <out>/_progress/step-N, then LATEST.json pointed at it."""
     progress = Folder.at(Folder.at(output_url).url_of(PROGRESS))
     name = f"step-{state.step:08d}"
     progress.remove(name)
-    save_folder(progress.url_of(name), state, model_cfg, identity, extra)
+    save_folder(progress.url_of(name), state, model_cfg, identity, extra, rng_ranks)
     previous = latest_progress(output_url)
     progress.write_atomic(LATEST, json.dumps({"dir": name, "step": state.step, "identity": identity},
                                              sort_keys=True).encode())

@@ -42,6 +42,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def gather_objects(obj: T) -> list[T]:
+    """Every rank's `obj` in rank order, on every rank; `[obj]` in one process."""
+    _, world_size = world()
+    if world_size == 1:
+        return [obj]
+    out: list[T] = [None] * world_size  # type: ignore[list-item]
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def shard_batch(items: Sequence[T], rank: int | None = None, world_size: int | None = None) -> list[T]:
     """This rank's part of a global batch: every `world`-th item from `rank` on."""
     if rank is None or world_size is None:

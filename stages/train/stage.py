@@ -24,14 +24,15 @@ from models.ema import EmaTeacher
 from stages.train.checkpoints import (
     clear_progress,
     latest_progress,
+    rank_rng,
     read_metrics,
     read_train_state,
     save_folder,
     save_progress,
 )
 from stages.train.data import TrainData
-from stages.train.distributed import barrier, is_main
-from stages.train.loop import TrainState, restore_rng, run_iterations, seed_everything
+from stages.train.distributed import barrier, gather_objects, is_main, world
+from stages.train.loop import TrainState, capture_rng, restore_rng, run_iterations, seed_everything
 from stages.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def _initial_state(cfg: CloudsConfig, mode: str, init_checkpoint: str | None, de
         if saved_mode == mode:
             # The previous round of the same schedule: continue it (optimizer, lr, EMA, sampler, RNG).
             state, saved = load_state(init_checkpoint, cfg, device)
-            restore_rng(saved["rng"])
+            restore_rng(rank_rng(saved, *world()))
             state.metrics = []
             return state
     student, teacher, _, _ = load_checkpoint(init_checkpoint, device=device, cfg=cfg.model)
@@ -159,7 +160,7 @@ def train(
     resume = latest_progress(output_url, identity)
     if resume is not None:
         state, saved = load_state(resume, cfg, device)
-        restore_rng(saved["rng"])
+        restore_rng(rank_rng(saved, *world()))
         end = int(json.loads(saved["extra"])["end_step"])
         log.info("train %s: resuming %s at step %d of %d", mode, output_url, state.step, end)
     else:
@@ -176,8 +177,9 @@ def train(
 
     def snapshot(s: TrainState) -> None:
         # Ranks hold identical weights and optimizer state after each averaged step: rank 0 writes for all.
+        rngs = gather_objects(capture_rng())  # every rank's own stream, so a resume continues each
         if is_main():
-            save_progress(output_url, s, cfg.model, identity, extra)
+            save_progress(output_url, s, cfg.model, identity, extra, rngs)
         barrier()
 
     batches = data.batches(state.position, device)
@@ -192,8 +194,9 @@ def train(
         "loss": last.get("loss"), "lr": state.lr(), "samples_seen": state.position,
         "generated_share": generated, "sizes": data.sizes,
     }
+    rngs = gather_objects(capture_rng())  # the next round of the same schedule continues each rank's stream
     if is_main():
-        save_folder(output_url, state, cfg.model, identity, extra)
+        save_folder(output_url, state, cfg.model, identity, extra, rngs)
         # Downstream stages pin the weights, not the wall-clock metrics or torch.save's random archive ids.
         weights = sorted(n for n in Folder.at(output_url).listdir()
                          if n.endswith(".safetensors") or n == "model.json")
