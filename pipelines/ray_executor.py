@@ -29,8 +29,13 @@ def run_remote_shard(recipe: JobRecipe, index: int) -> Any:
 
 @flow(name="shards")
 def ray_shards(recipe: JobRecipe, indices: list[int], remote_options: dict[str, Any]) -> dict[int, Any]:
+    import ray
     from prefect_ray.context import remote_options as ray_options
 
+    nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]]
+    warning = unreachable_api_warning(driver_api_url(), nodes, ray.util.get_node_ip_address())
+    if warning:
+        get_run_logger().warning(warning)
     with ray_options(**remote_options):
         futures = {i: run_remote_shard.submit(recipe, i) for i in indices}
     return {i: f.result() for i, f in futures.items()}
@@ -71,15 +76,20 @@ def worker_init_kwargs(executor: ExecutorConfig, api_url: str) -> dict[str, Any]
     (seconds per worker) and its task runs never reach the driver's UI.
     """
     kwargs = json.loads(json.dumps(executor.init_kwargs))
-    env = kwargs.setdefault("runtime_env", {}).setdefault("env_vars", {})
-    env.setdefault("PREFECT_API_URL", api_url)
-    host = urlsplit(env["PREFECT_API_URL"]).hostname
-    if executor.address is not None and host in ("127.0.0.1", "localhost"):
-        get_run_logger().warning(
-            "the Prefect API is %s: workers on other nodes of the cluster cannot report to it (their shards "
-            "still run); for one UI, run a Prefect server they can reach and set PREFECT_API_URL",
-            env["PREFECT_API_URL"])
+    kwargs.setdefault("runtime_env", {}).setdefault("env_vars", {}).setdefault("PREFECT_API_URL", api_url)
     return kwargs
+
+
+def unreachable_api_warning(api_url: str, node_addresses: list[str], here: str) -> str | None:
+    """A warning when the Prefect API listens on loopback and the cluster has nodes on other machines: their
+    shards still run, but their task runs never reach the UI. Nodes on this machine can reach it."""
+    if urlsplit(api_url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    remote = sorted(set(node_addresses) - {here, "127.0.0.1"})
+    if not remote:
+        return None
+    return (f"the Prefect API is {api_url}: Ray workers on {', '.join(remote)} cannot report to it (their shards "
+            "still run); for one UI, run a Prefect server they can reach and set PREFECT_API_URL")
 
 
 def ray_task_runner(executor: ExecutorConfig) -> Any:

@@ -105,3 +105,14 @@ def test_bad_shard_read_on_a_worker_is_named_and_nothing_is_committed(harness, c
     with pytest.raises(ArtifactError, match=r"shard-000001\.tar"):
         clouds(mode="pseudo-label", config=MICRO, root=root, round=1, overrides=overrides)
     assert not is_committed(layout.round(1, "pseudo-label"))
+
+
+def test_loopback_prefect_api_is_flagged_only_when_nodes_run_on_other_machines():
+    from pipelines.ray_executor import unreachable_api_warning
+
+    local = "http://127.0.0.1:4200/api"
+    assert unreachable_api_warning(local, ["10.0.0.5"], "10.0.0.5") is None  # one machine: the head's own node
+    assert unreachable_api_warning(local, ["10.0.0.5", "127.0.0.1"], "10.0.0.5") is None
+    assert unreachable_api_warning("http://prefect.internal:4200/api", ["10.0.0.5", "10.0.0.6"], "10.0.0.5") is None
+    warning = unreachable_api_warning(local, ["10.0.0.5", "10.0.0.7", "10.0.0.6"], "10.0.0.5")
+    assert warning is not None and "Ray workers on 10.0.0.6, 10.0.0.7 cannot report to it" in warning
