@@ -289,7 +289,9 @@ def test_lock_on_a_non_local_filesystem(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_refuses_a_second_run_of_the_same_root_and_name(tmp_path):
+def test_cli_refuses_a_second_run_of_the_same_root_and_name(harness, tmp_path):
+    # `harness`: without it the flow started Prefect's temporary server inside CliRunner's captured
+    # streams, and stopping it at exit logged a "--- Logging error ---" traceback under the test summary.
     from typer.testing import CliRunner
 
     from clouds.cli import app
