@@ -116,3 +116,56 @@ def test_loopback_prefect_api_is_flagged_only_when_nodes_run_on_other_machines()
     assert unreachable_api_warning("http://prefect.internal:4200/api", ["10.0.0.5", "10.0.0.6"], "10.0.0.5") is None
     warning = unreachable_api_warning(local, ["10.0.0.5", "10.0.0.7", "10.0.0.6"], "10.0.0.5")
     assert warning is not None and "Ray workers on 10.0.0.6, 10.0.0.7 cannot report to it" in warning
+
+
+def _kill_the_writer_of_a_partial_shard(folder: Path, killed: list[tuple[int, str]], timeout: float = 120.0) -> None:
+    """SIGKILL the process holding a shard open under its temporary name (a Ray worker mid-shard), once."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not killed:
+        for partial in folder.glob(".shard-*.tmp") if folder.exists() else []:
+            for proc in psutil.process_iter():
+                try:
+                    if any(f.path == str(partial) for f in proc.open_files()):
+                        os.kill(proc.pid, signal.SIGKILL)
+                        killed.append((proc.pid, partial.name))
+                        return
+                except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                    continue
+        time.sleep(0.005)
+
+
+def test_a_worker_killed_mid_shard_is_retried_by_ray_to_the_same_artifact(harness, cluster, tmp_path):
+    """A preempted node or an OOM-killed worker: Ray retries the shard's task on another worker, the
+    shard is written whole (temporary name, then moved into place) and the stage commits unchanged."""
+    import threading
+
+    import yaml
+
+    from pipelines.stage_flows import prompts_flow, synthesize_flow
+
+    tree = yaml.safe_load(Path(MICRO).read_text())
+    tree["synthesize"].update(num_images=16, height=256, width=512)  # shards of 4 that take a while to write
+    config = tmp_path / "slow.yaml"
+    config.write_text(yaml.safe_dump(tree))
+    root = str(tmp_path / "runs")
+    for run in ("local", "ray"):
+        prompts_flow(config=str(config), root=root, run=run)
+    synthesize_flow(config=str(config), root=root, run="local")
+
+    killed: list[tuple[int, str]] = []
+    killer = threading.Thread(target=_kill_the_writer_of_a_partial_shard, args=(Path(root) / "ray" / "synthesize", killed))
+    killer.start()
+    synthesize_flow(config=str(config), root=root, run="ray", overrides=_ray_overrides(cluster.address))
+    killer.join()
+    assert killed, "no shard was caught mid-write: nothing was killed"
+
+    left, right = open_artifact(f"{root}/local/synthesize"), open_artifact(f"{root}/ray/synthesize")
+    assert right.lineage["content_hash"] == left.lineage["content_hash"]
+    assert right.manifest.column("member_sha256").to_pylist() == left.manifest.column("member_sha256").to_pylist()
+    assert not list((Path(root) / "ray" / "synthesize").glob(".*.tmp"))
