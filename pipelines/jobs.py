@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from clouds.config import CloudsConfig
 from clouds.device import resolve_device
 from pipelines.context import RunContext
-from pipelines.layout import RunLayout
+from pipelines.layout import RunLayout, absolute_root
 from stages.sharded import ShardedJob
 
 
@@ -41,9 +40,7 @@ class JobRecipe:
 
     def for_workers(self) -> JobRecipe:
         """Workers may start in another directory: a relative local root is made absolute for them."""
-        if "://" in self.root or os.path.isabs(self.root):
-            return self
-        return JobRecipe(self.stage, self.config, os.path.abspath(self.root), self.run, self.round)
+        return JobRecipe(self.stage, self.config, absolute_root(self.root), self.run, self.round)
 
     def build(self, *, overwrite: bool = False, attach: bool = False) -> ShardedJob:
         return BUILDERS[self.stage](self.context(), self.round, overwrite, attach)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 
@@ -34,3 +35,11 @@ class RunLayout:
     @property
     def report(self) -> str:
         return posixpath.join(self.base, "report")
+
+
+def absolute_root(root: str) -> str:
+    """`root` as processes started elsewhere (Ray workers, in another directory) must spell it: a relative
+    local path made absolute; URLs and absolute paths unchanged."""
+    if "://" in root or os.path.isabs(root):
+        return root
+    return os.path.abspath(root)

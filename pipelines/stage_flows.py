@@ -10,6 +10,7 @@ from prefect.cache_policies import NONE
 from artifacts import Folder
 from pipelines.context import DEFAULT_CONFIG, RunContext
 from pipelines.jobs import JobRecipe, teacher_checkpoint
+from pipelines.layout import RunLayout, absolute_root
 from pipelines.tasks import reuse_or_run, run_sharded
 
 
@@ -125,8 +126,11 @@ def train_flow(
 
     ctx = _ctx(config, overrides, root, run, force)
     cfg = ctx.cfg
-    # The same plan torchrun's launcher trains, so a span trained there is reused here.
-    plan = plan_round(cfg, ctx.layout, round)
+    on_ray = cfg.executor.train_workers > 0
+    # The same plan torchrun's launcher trains, so a span trained there is reused here. Ray Train workers
+    # start in another directory: their plan (and so the checkpoint's lineage) names an absolute root.
+    layout = RunLayout(absolute_root(ctx.layout.root), ctx.layout.run) if on_ray else ctx.layout
+    plan = plan_round(cfg, layout, round)
     url = plan.output
     inputs = [plan.source, *plan.synthetic] + ([plan.init] if plan.init else [])
     h = train_config_hash(cfg, plan.mode, plan.iters, inputs)
@@ -134,6 +138,10 @@ def train_flow(
     def go(overwrite: bool) -> Any:
         if overwrite:
             Folder.at(url).remove()
+        if on_ray:
+            from pipelines.ray_train import train_on_ray
+
+            return train_on_ray(cfg, plan, cfg.executor, name=f"{layout.run}-round-{round:03d}-train")
         return train(cfg, plan.source, plan.synthetic, url, init_checkpoint=plan.init, iters=plan.iters,
                      mode=plan.mode)
 

@@ -181,8 +181,11 @@ def test_executor_resources_for_an_unknown_stage_are_refused():
 
     tree = {"data": {"source": {"name": "s", "kind": "toycity", "domain": "sim", "count": 2}},
             "executor": {"kind": "ray", "resources": {"synthesise": {"num_gpus": 1}}}}
-    with pytest.raises(ConfigError, match=r"executor.resources: .*no shard-parallel stage named \['synthesise'\]"):
+    with pytest.raises(ConfigError, match=r"executor.resources: .*no stage that runs on Ray named \['synthesise'\]"):
         parse_config(tree, "cluster.yaml")
     tree["executor"] = {"kind": "dask"}
     with pytest.raises(ConfigError, match=r"executor.kind: Input should be 'local' or 'ray'"):
+        parse_config(tree, "cluster.yaml")
+    tree["executor"] = {"kind": "local", "train_workers": 2}
+    with pytest.raises(ConfigError, match=r"train_workers > 0 trains on Ray Train: it needs executor.kind 'ray'"):
         parse_config(tree, "cluster.yaml")

@@ -169,3 +169,54 @@ def test_a_worker_killed_mid_shard_is_retried_by_ray_to_the_same_artifact(harnes
     assert right.lineage["content_hash"] == left.lineage["content_hash"]
     assert right.manifest.column("member_sha256").to_pylist() == left.manifest.column("member_sha256").to_pylist()
     assert not list((Path(root) / "ray" / "synthesize").glob(".*.tmp"))
+
+
+def test_training_on_two_ray_train_workers_equals_two_torchrun_processes(harness, cluster, tmp_path):
+    """Ray Train sets up the same 2-rank gloo group torchrun does and runs the same `train()`: identical
+    weights. (That 2 ranks match 1 process up to tolerance is tests/test_distributed.py's.)"""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from clouds.config import load_config
+    from models.checkpoint import load_checkpoint
+    from pipelines.clouds_flow import clouds
+    from stages.ingest.stage import ingest
+
+    overrides = ["executor.kind=ray", f"executor.address={cluster.address}", "executor.train_workers=2",
+                 "executor.resources={train: {num_cpus: 1}}", f"executor.train_storage={tmp_path / 'ray-train'}"]
+    ray_root, torchrun_root = tmp_path / "ray", tmp_path / "torchrun"
+    clouds(mode="ingest", config=MICRO, root=str(ray_root), overrides=overrides)
+    clouds(mode="train", config=MICRO, root=str(ray_root), round=0, overrides=overrides)
+
+    cfg = load_config(MICRO)
+    ingest(cfg.data.source, RunLayout(str(torchrun_root), "micro").data(cfg.data.source.name), cfg.artifacts)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "stages.train.launch", "--config", MICRO, "--root", str(torchrun_root),
+                           "--run-name", "micro", "--round", "0"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    on_ray, with_torchrun = (RunLayout(str(r), "micro").round(0, "train") for r in (ray_root, torchrun_root))
+    assert read_lineage(on_ray)["stats"]["samples_seen"] == read_lineage(with_torchrun)["stats"]["samples_seen"]
+    a, b = (load_checkpoint(u, device="cpu")[0].state_dict() for u in (on_ray, with_torchrun))
+    for name, value in a.items():
+        assert torch.equal(value, b[name]), name
+    # The flow reuses the checkpoint Ray Train committed (same plan, same hash).
+    again = clouds(mode="train", config=MICRO, root=str(ray_root), round=0, overrides=overrides)
+    assert all(step["reused"] for step in again["steps"]), again
+
+
+def test_ray_train_workers_ask_for_the_train_resources():
+    from clouds.config import ExecutorConfig
+    from pipelines.ray_train import trainer_options
+
+    executor = ExecutorConfig(kind="ray", train_workers=8, resources={"train": {
+        "num_cpus": 8, "num_gpus": 1, "memory": 64 << 30, "accelerator_type": "H100", "resources": {"nvme": 1}}})
+    assert trainer_options(executor) == {
+        "num_workers": 8, "use_gpu": True, "accelerator_type": "H100",
+        "resources_per_worker": {"CPU": 8.0, "GPU": 1.0, "memory": 64 << 30, "nvme": 1.0}}
+    cpu_only = trainer_options(ExecutorConfig(kind="ray", train_workers=2))
+    assert cpu_only == {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 1.0}}

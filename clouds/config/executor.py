@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from clouds.config.base import Section
 
 SHARDED_STAGES = ("synthesize", "pseudo-label", "refine", "evaluate")
+RAY_STAGES = (*SHARDED_STAGES, "train")
 
 
 class TaskResources(Section):
@@ -46,16 +47,35 @@ class ExecutorConfig(Section):
         default_factory=dict, description="extra ray.init arguments, e.g. runtime_env, namespace"
     )
     resources: dict[str, TaskResources] = Field(
-        default_factory=dict, description="per-stage task resources, keyed by stage name"
+        default_factory=dict, description="per-stage task resources, keyed by stage name ('train': per worker)"
+    )
+    train_workers: int = Field(
+        0, ge=0, description="'ray': N > 0 trains each round data-parallel on N Ray Train workers (DDP); "
+        "0 trains in the flow's process"
+    )
+    train_max_failures: int = Field(
+        0, ge=-1, description="Ray Train restarts of the worker group after a failure (-1: unlimited); each "
+        "restart resumes from the last progress snapshot (train.checkpoint_every)"
+    )
+    train_storage: str | None = Field(
+        None, description="Ray Train's run storage (its own logs, not our checkpoints): a path or URL all "
+        "nodes see; null = Ray's default (~/ray_results), enough on one machine"
     )
 
     @field_validator("resources")
     @classmethod
     def _known_stages(cls, value: dict[str, TaskResources]) -> dict[str, TaskResources]:
-        unknown = sorted(set(value) - set(SHARDED_STAGES))
+        unknown = sorted(set(value) - set(RAY_STAGES))
         if unknown:
-            raise ValueError(f"no shard-parallel stage named {unknown}; choose from {list(SHARDED_STAGES)}")
+            raise ValueError(f"no stage that runs on Ray named {unknown}; choose from {list(RAY_STAGES)}")
         return value
+
+    @model_validator(mode="after")
+    def _train_workers_need_ray(self) -> ExecutorConfig:
+        if self.train_workers and self.kind != "ray":
+            raise ValueError("train_workers > 0 trains on Ray Train: it needs executor.kind 'ray' (for training "
+                             "on GPUs without Ray, use torchrun -m stages.train.launch)")
+        return self
 
     def task_resources(self, stage: str) -> TaskResources:
         return self.resources.get(stage, TaskResources())
