@@ -20,10 +20,17 @@ from stages.train.launch import RoundPlan
 
 def _train_worker(loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker: the process group is up, this worker's GPU (if any) is visible."""
+    import logging
+
     import torch
 
+    from stages.train.distributed import world
     from stages.train.stage import train
 
+    # Rank 0's progress (resume, snapshots, commit) reaches the driver's console through Ray's log forwarding.
+    # `force`: importing this module configured Prefect's logging (WARNING) in this worker, which runs no flow.
+    logging.basicConfig(level=logging.INFO if world()[0] == 0 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
     if torch.cuda.is_available():
         from ray.train.torch import get_device
 

@@ -220,3 +220,57 @@ def test_ray_train_workers_ask_for_the_train_resources():
         "resources_per_worker": {"CPU": 8.0, "GPU": 1.0, "memory": 64 << 30, "nvme": 1.0}}
     cpu_only = trainer_options(ExecutorConfig(kind="ray", train_workers=2))
     assert cpu_only == {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 1.0}}
+
+
+def test_a_ray_train_worker_killed_mid_round_is_restarted_and_resumes_to_the_same_weights(harness, cluster, tmp_path):
+    """executor.train_max_failures: Ray Train restarts the group after a worker dies, and every worker's
+    `train()` resumes from the last progress snapshot (each rank's own RNG stream), ending where an
+    uninterrupted run ends."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from pipelines.clouds_flow import clouds
+
+    common = ["executor.kind=ray", f"executor.address={cluster.address}", "executor.train_workers=2",
+              "executor.resources={train: {num_cpus: 1}}", f"executor.train_storage={tmp_path / 'ray-train'}",
+              "executor.train_max_failures=1", "train.warmup_iters=24", "train.checkpoint_every=4",
+              "model.decoder.num_queries=32"]  # more queries than classes: each rank's random draws differ
+    killed: list[int] = []
+
+    def kill_a_worker_after_the_first_snapshot(url: Path) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (url / "_progress" / "LATEST.json").exists():
+            time.sleep(0.01)
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+                os.kill(proc.info["pid"], signal.SIGKILL)
+                killed.append(proc.info["pid"])
+                return
+
+    for name in ("whole", "killed"):
+        root = tmp_path / name
+        clouds(mode="ingest", config=MICRO, root=str(root), overrides=common)
+        url = Path(RunLayout(str(root), "micro").round(0, "train"))
+        killer = threading.Thread(target=kill_a_worker_after_the_first_snapshot, args=(url,)) if name == "killed" else None
+        if killer:
+            killer.start()
+        clouds(mode="train", config=MICRO, root=str(root), round=0, overrides=common)
+        if killer:
+            killer.join()
+    assert killed, "no Ray Train worker was found to kill"
+    # The restarted group resumed (rather than retrained from step 0, which would end on the same weights).
+    url = RunLayout(str(tmp_path / "killed"), "micro").round(0, "train")
+    logs = Path(cluster.head_node.get_logs_dir_path())
+    worker_logs = "".join(f.read_text(errors="replace") for f in logs.glob("worker-*.err"))
+    assert f"resuming {url} at step " in worker_logs
+
+    a, b = (load_checkpoint(RunLayout(str(tmp_path / n), "micro").round(0, "train"), device="cpu")[0].state_dict()
+            for n in ("whole", "killed"))
+    for name, value in a.items():
+        assert torch.equal(value, b[name]), name
