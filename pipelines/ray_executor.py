@@ -2,13 +2,12 @@
 
 Each stage's pending shards become one `<stage>-shards` subflow whose task runner is Ray; every task
 asks Ray for the stage's resources (`executor.resources`), and the worker rebuilds the stage's job
-from its recipe. Ray is imported only here, so the default install never needs it.
+from its recipe. Ray is imported inside functions only, so the default install never needs it.
 """
 
 from __future__ import annotations
 
-import json
-import socket
+import copy
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,8 +16,7 @@ from prefect.cache_policies import NONE
 
 from clouds.config import ExecutorConfig
 from pipelines.jobs import JobRecipe, worker_job
-
-CONNECT_TIMEOUT_S = 5.0
+from pipelines.ray_cluster import check_reachable, check_shared_storage
 
 
 @task(name="shard", cache_policy=NONE, task_run_name="{recipe.stage}-shard-{index:06d}")
@@ -41,27 +39,6 @@ def ray_shards(recipe: JobRecipe, indices: list[int], remote_options: dict[str, 
     return {i: f.result() for i, f in futures.items()}
 
 
-def check_shared_storage(root: str) -> None:
-    if root.startswith("memory://"):
-        raise ValueError(f"executor.kind 'ray' runs shards in other processes, which cannot see this process's "
-                         f"{root!r}; put run.root on a local path the workers share, or on object storage")
-
-
-def check_reachable(address: str | None) -> None:
-    """Ray retries an unreachable address for minutes; a dead head node should fail in seconds, by name."""
-    if address is None or address == "auto":
-        return
-    parts = urlsplit(address if "://" in address else f"gcs://{address}")
-    if not parts.hostname or not parts.port:
-        raise ValueError(f"executor.address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
-    try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except OSError as err:
-        raise ConnectionError(f"cannot reach the Ray cluster at executor.address {address!r}: {err}; "
-                              "is `ray start --head` running there, and is the port open?") from None
-
-
 def driver_api_url() -> str:
     from prefect.client.orchestration import get_client
 
@@ -75,7 +52,7 @@ def worker_init_kwargs(executor: ExecutorConfig, api_url: str) -> dict[str, Any]
     Without it, a worker of a run on Prefect's temporary server starts a temporary server of its own
     (seconds per worker) and its task runs never reach the driver's UI.
     """
-    kwargs = json.loads(json.dumps(executor.init_kwargs))
+    kwargs = copy.deepcopy(executor.init_kwargs)
     kwargs.setdefault("runtime_env", {}).setdefault("env_vars", {}).setdefault("PREFECT_API_URL", api_url)
     return kwargs
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from artifacts import read_lineage
 from clouds.config import CloudsConfig, ExecutorConfig
-from pipelines.ray_executor import check_reachable, check_shared_storage
+from pipelines.ray_cluster import check_reachable, check_shared_storage
 from stages.train.launch import RoundPlan
 
 
@@ -28,7 +28,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     from stages.train.stage import train
 
     # Rank 0's progress (resume, snapshots, commit) reaches the driver's console through Ray's log forwarding.
-    # `force`: importing this module configured Prefect's logging (WARNING) in this worker, which runs no flow.
+    # `force`: this worker process runs only our loop, whatever handlers its imports installed.
     logging.basicConfig(level=logging.INFO if world()[0] == 0 else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
     if torch.cuda.is_available():

@@ -166,7 +166,7 @@ def test_worker_cannot_join_another_runs_output():
 
 def test_unreachable_ray_address_fails_in_seconds():
     """Ray itself retries a dead head node for minutes; the address is probed first and named."""
-    from pipelines.ray_executor import check_reachable
+    from pipelines.ray_cluster import check_reachable
 
     with pytest.raises(ConnectionError, match=r"cannot reach the Ray cluster at executor.address '127.0.0.1:9'"):
         check_reachable("127.0.0.1:9")
