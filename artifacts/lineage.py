@@ -12,6 +12,7 @@ from typing import Any
 
 import clouds
 from artifacts.errors import ArtifactError
+from artifacts.fence import check_fences
 from artifacts.storage import Folder
 
 COMMIT_MARKER = "_COMMITTED.json"
@@ -75,6 +76,7 @@ def write_marker(
         payload = json.dumps(marker, indent=2, sort_keys=True, default=str).encode()
     except (TypeError, ValueError) as err:
         raise ArtifactError(f"lineage of {folder.url} is not JSON-serialisable: {err}") from err
+    check_fences(folder, f"the commit of {folder.url}")  # the marker is what publishes: last chance to refuse
     folder.write_atomic(COMMIT_MARKER, payload)
     return marker
 
@@ -89,10 +91,17 @@ def read_lineage(url: str) -> dict[str, Any]:
             f"{url} is not a committed artifact (no {COMMIT_MARKER}): the stage that writes it did not finish; "
             "rerun that stage"
         )
+    where = folder.url_of(COMMIT_MARKER)
     try:
-        return json.loads(folder.read_bytes(COMMIT_MARKER))
-    except json.JSONDecodeError as err:
-        raise ArtifactError(f"{folder.url_of(COMMIT_MARKER)} is corrupt: {err}") from err
+        lineage = json.loads(folder.read_bytes(COMMIT_MARKER))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{where} is corrupt: {err}") from err
+    except OSError as err:  # a folder or a symlink loop in the marker's place
+        raise ArtifactError(f"{where} cannot be read: {err}") from err
+    if not isinstance(lineage, dict):
+        # Every caller indexes the marker by field name; a list or a number there is damage, not lineage.
+        raise ArtifactError(f"{where} is corrupt: expected a JSON object, got {type(lineage).__name__}")
+    return lineage
 
 
 def is_committed(url: str) -> bool:

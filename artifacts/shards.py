@@ -16,6 +16,7 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from artifacts.codecs import encode_member
 from artifacts.errors import ArtifactError
+from artifacts.fence import check_fences
 from artifacts.lineage import sha256_bytes
 from artifacts.storage import Folder
 
@@ -97,6 +98,7 @@ class ShardSink:
     """One shard being written under a temporary name; `finish` moves it into place."""
 
     def __init__(self, folder: Folder, index: int):
+        check_fences(folder, f"shard {shard_name(index)} of {folder.url}")  # a run that lost its lock stops here
         self.folder, self.index = folder, index
         # hashlib releases the GIL on large buffers: hashing overlaps with tar writing on a second core.
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
@@ -129,11 +131,17 @@ class ShardSink:
         self._hasher.shutdown()
         try:
             self._tar.close()
+            self.folder.sync(self._file)
             self._file.close()
-            self.folder.fs.mv(self.tmp, self.folder.join(self.name))
+            # The shard may have taken minutes: the right to write is checked again just before it appears.
+            check_fences(self.folder, f"shard {self.name} of {self.folder.url}")
+            self.folder.move_into_place(self.tmp, self.folder.join(self.name))
         except OSError as err:
             self.abort()
             raise ArtifactError(f"cannot finish {self.folder.url_of(self.name)}: {err}") from err
+        except BaseException:  # refused by a fence, or interrupted: the temporary file goes too
+            self.abort()
+            raise
         # The part file is written after the tar is in place: a shard counts as complete only with it.
         self.folder.makedirs("_parts")
         part = {"rows": self.rows, "stats": stats or {}}

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from artifacts.errors import ArtifactError
+from artifacts.fence import check_fences
 from artifacts.lineage import COMMIT_MARKER, MANIFEST, input_record, sha256_bytes, write_marker
 from artifacts.manifest import build_manifest, content_hash, manifest_bytes
 from artifacts.reader import Artifact
@@ -85,6 +86,7 @@ class ArtifactWriter:
                                 "this worker's); driver and workers must run the same code and config")
 
     def _prepare(self, overwrite: bool) -> None:
+        check_fences(self.folder, f"preparing {self.url}")  # before it may discard another run's partial work
         if self.folder.exists(COMMIT_MARKER):
             if not overwrite:
                 raise ArtifactError(f"{self.url} is already a committed artifact; pass overwrite=True to replace it")
@@ -196,6 +198,7 @@ class ArtifactWriter:
                 raise ArtifactError(f"{self.url}: sample key {r['key']!r} appears twice (second in {r['shard']})")
             seen.add(r["key"])
         data = manifest_bytes(build_manifest(rows))
+        check_fences(self.folder, f"the commit of {self.url}")  # nothing of a run that lost its lock is committed
         self.folder.write_atomic(MANIFEST, data)
         write_marker(
             self.folder,

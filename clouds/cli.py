@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -12,8 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-# No telemetry from an offline machine (and no failed DNS lookups in the log).
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from clouds.prefect_env import PROJECT_LOGGERS, apply_prefect_defaults
+
+apply_prefect_defaults()  # before anything imports prefect
+
+STOP_GRACE_S = 3.0
+"""After Ctrl-C / SIGTERM / SIGHUP, the CLI exits within this many seconds, however busy Prefect still is."""
 
 app = typer.Typer(
     help="CLOUDS: train segmenters that generalize to unseen domains by making foundation models collaborate.",
@@ -24,17 +27,43 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+def _fail(message: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        console.print(f"[bold]hint:[/] {escape(hint)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
+class ConsoleFormatter(logging.Formatter):
+    """One line per record unless --debug: Prefect logs every failed task and flow with its traceback, 100-300
+    lines above the one `error:` line that names the bad input (the API logs keep the tracebacks)."""
+
+    def __init__(self, tracebacks: bool):
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.tracebacks:
+            return super().format(record)
+        text = f"{record.levelname} {record.name}: {record.getMessage()}"
+        return text if record.levelno < logging.ERROR else text.split("\n", 1)[0]
+
+
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug messages")) -> None:
+def _main(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug messages"),
+    debug: bool = typer.Option(False, "--debug", help="print full tracebacks (errors are one line otherwise)"),
+) -> None:
     # Our own packages speak at INFO; libraries (httpx, open_clip, ...) only when something is wrong.
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("clouds", "artifacts", "stages", "models", "pipelines"):
+    handler = logging.StreamHandler()
+    handler.setFormatter(ConsoleFormatter(tracebacks=debug or verbose))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+    for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    ctx.obj = {"debug": debug}
 
 
 @app.command()
@@ -42,13 +71,20 @@ def inspect(
     url: str = typer.Argument(..., help="artifact folder: a path or any fsspec URL"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
     pixels: bool = typer.Option(True, "--pixels/--no-pixels", help="count class pixels of label members (reads every sample)"),
+    verify: bool | None = typer.Option(
+        None, "--verify/--no-verify", show_default="on for local storage",
+        help="check every member's sha256 against the manifest and report each bad one (reads every sample)",
+    ),
 ) -> None:
-    """Show an artifact's shards, samples, members, domains, lineage and class pixel shares."""
+    """Show an artifact's shards, samples, members, domains, lineage and class pixel shares.
+
+    Exits non-zero when the artifact cannot be opened or, with --verify, when any member is bad.
+    """
     from artifacts import ArtifactError
     from artifacts.summary import summarize
 
     try:
-        info = summarize(url, class_pixels=pixels)
+        info = summarize(url, class_pixels=pixels, verify=verify)
     except ArtifactError as err:
         if as_json:
             print(json.dumps({"url": url, "committed": False, "error": str(err)}))
@@ -56,6 +92,8 @@ def inspect(
         _fail(str(err))
     if as_json:
         print(json.dumps(info, indent=2, sort_keys=True, default=str))
+        if info["problems"]:
+            raise typer.Exit(1)
         return
     out = Console()
     head = Table(title=f"artifact {info['url']}", show_header=False)
@@ -66,6 +104,7 @@ def inspect(
         ("members", ", ".join(info["keys"])), ("domains", ", ".join(f"{k}: {v}" for k, v in info.get("domains", {}).items())),
         ("config hash", lineage.get("config_hash")), ("code version", lineage.get("code_version")),
         ("content hash", lineage.get("content_hash", "")[:16]),
+        ("verified", _verified(info)),
     ]:
         head.add_row(name, str(value))
     for item in lineage.get("inputs", []):
@@ -85,6 +124,18 @@ def inspect(
             table.add_row(name, *(f"{100 * info['class_pixels'][m]['share'][name]:.2f}" for m in members))
         table.add_row("[dim]ignore (255)[/]", *(f"{100 * info['class_pixels'][m]['ignore_share']:.2f}" for m in members))
         out.print(table)
+    if info["problems"]:
+        from rich.markup import escape
+
+        for problem in info["problems"]:  # every bad member, one line each
+            console.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(2)
+
+
+def _verified(info: dict) -> str:
+    if not info["verified"]:
+        return "no (member checksums not read: --no-verify, or remote storage)"
+    return f"FAILED: {len(info['problems'])} problem(s)" if info["problems"] else "yes: every member matches its sha256"
 
 
 @app.command()
@@ -117,31 +168,104 @@ def show(
 RUN_HELP = "full-round | loop | ingest | prompts | synthesize | pseudo-label | refine | train | evaluate"
 
 
+ROUND_MODES = {"full-round", "pseudo-label", "refine", "train", "evaluate"}
+
+
 def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_: int, rounds: int | None,
-              force: bool, overrides: list[str]) -> dict:
+              force: bool, overrides: list[str], debug: bool = False) -> dict:
     from clouds.config import ConfigError, load_config
+    from clouds.config.base import check_safe_name
 
     try:
-        load_config(config, overrides)  # fail here, before Prefect starts, on a bad config
-    except ConfigError as err:
+        cfg = load_config(config, overrides)  # fail here, before Prefect starts, on a bad config
+        if run is not None:
+            check_safe_name(run, "--run")  # the config's run.name is checked by the schema; --run bypasses it
+    except (ConfigError, ValueError) as err:
         _fail(str(err))
+    _private_prefect_home()
     from pipelines.clouds_flow import MODES, clouds
 
     if mode not in MODES:
         _fail(f"unknown stage or mode {mode!r}; choose one of: {', '.join(MODES)}")
     from artifacts import ArtifactError
+    from clouds.hints import Invocation, hint_for
+    from clouds.processes import Shutdown, exit_now, shutdown_on_signals, start_prefect_server
+    from pipelines.layout import RunLayout
     from pipelines.lock import RunLockedError
 
+    how = Invocation(str(config), root, run, tuple(overrides))
+    resume = how.command(mode, round_=round_ if mode in ROUND_MODES else None, rounds=rounds)
+    layout = RunLayout(root or cfg.run.root, run or cfg.run.name)
+    said: list[int] = []
+
+    def stopped(signum: int) -> None:
+        if not said:
+            said.append(signum)
+            console.print(f"[bold red]stopped:[/] {_stop_summary(signum, cfg, layout)}; resume with: {resume}",
+                          soft_wrap=True, markup=True, highlight=False)
+
     try:
-        return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run, round=round_,
-                      rounds=rounds, force=force)
+        # Ctrl-C, SIGTERM and SIGHUP unwind for at most STOP_GRACE_S; Prefect's temporary server is ours.
+        with shutdown_on_signals(interrupt=True, grace_s=STOP_GRACE_S, on_expire=stopped):
+            start_prefect_server()
+            return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run,
+                          round=round_, rounds=rounds, force=force)
     except (RunLockedError, ArtifactError, FileNotFoundError, ValueError) as err:
-        # Bad input the user can fix: one line naming the file/sample/key (Prefect has logged the details).
-        _fail(f"{mode} failed: {err}")
+        # Bad input the user can fix: one line naming the file/sample/key, and the fix when it is known.
+        _fail(f"{mode} failed: {err}", hint_for(str(err), cfg, how))
+    except RuntimeError as err:  # e.g. Prefect's temporary server did not start on a busy machine
+        hint = hint_for(str(err), cfg, how)
+        if hint is None or debug:
+            raise
+        _fail(f"{mode} failed: {err}", hint)
+    except Shutdown as stop:
+        stopped(stop.signum)
+        exit_now(128 + stop.signum)
+
+
+def _private_prefect_home() -> None:
+    """Without a Prefect server (PREFECT_API_URL), each command keeps Prefect's state in a home of its own.
+
+    Prefect's temporary server writes to PREFECT_HOME/prefect.db: several `clouds` commands at once shared
+    ~/.prefect's SQLite file and died with "database is locked" or timed out starting. That state dies with
+    the temporary server anyway (resuming reads the artifacts, not Prefect); for run history across
+    commands, start `clouds server` and export PREFECT_API_URL. A PREFECT_HOME the user set is kept.
+    """
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    if os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME"):
+        return
+    home = tempfile.mkdtemp(prefix="clouds-prefect-")
+    os.environ["PREFECT_HOME"] = home
+    atexit.register(shutil.rmtree, home, ignore_errors=True)  # after the server stops (atexit is LIFO)
+
+
+def _stop_summary(signum: int, cfg, layout) -> str:  # noqa: ANN001 - CloudsConfig, RunLayout (lazy imports)
+    """Which signal, and the first artifact of the run left unfinished (its complete parts are kept)."""
+    import signal
+
+    from artifacts import Folder, is_committed
+
+    urls = [layout.data(s.name) for s in (cfg.data.source, *cfg.data.targets)]
+    urls += [layout.round(0, s) for s in ("train", "evaluate")] + [layout.once("prompts"), layout.once("synthesize")]
+    urls += [layout.round(k, s) for k in range(1, cfg.loop.rounds + 1)
+             for s in ("pseudo-label", "refine", "train", "evaluate")]
+    name = signal.Signals(signum).name
+    for url in urls:
+        try:
+            if Folder.at(url).exists() and not is_committed(url):
+                return f"{name} received while building {url} (its complete shards / last snapshot are kept)"
+        except Exception:  # noqa: BLE001 - a summary must never stop the exit
+            break
+    return f"{name} received; every committed artifact of {layout.base} is kept"
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     mode: str = typer.Argument(..., help=RUN_HELP),
     config: Path = typer.Option(Path("configs/tiny.yaml"), "--config", "-c", help="YAML profile"),
     root: str = typer.Option(None, "--root", help="artifact root URL (default: run.root of the config)"),
@@ -152,7 +276,8 @@ def run(
     overrides: list[str] = typer.Option([], "--set", help="config override key.path=value (repeatable)"),
 ) -> None:
     """Run the pipeline, or one stage of it, through the same Prefect flows a deployment runs."""
-    result = _run_flow(mode, config, root, run_name, round_, rounds, force, overrides)
+    result = _run_flow(mode, config, root, run_name, round_, rounds, force, overrides,
+                       debug=(ctx.obj or {}).get("debug", False))
     out = Console()
     table = Table(title=f"clouds {mode}")
     for col in ("stage", "artifact", "status"):
@@ -166,6 +291,7 @@ def run(
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     config: Path = typer.Option(Path("configs/tiny.yaml"), "--config", "-c", help="YAML profile"),
     root: str = typer.Option(None, "--root", help="artifact root URL"),
     force: bool = typer.Option(False, "--force", help="rebuild every stage"),
@@ -174,7 +300,7 @@ def demo(
     import time
 
     start = time.perf_counter()
-    result = _run_flow("loop", config, root, None, 1, None, force, [])
+    result = _run_flow("loop", config, root, None, 1, None, force, [], debug=(ctx.obj or {}).get("debug", False))
     minutes = (time.perf_counter() - start) / 60
     out = Console()
     out.print(_rounds_table(config, root))
@@ -209,14 +335,65 @@ def server(
     deploy: bool = typer.Option(True, "--deploy/--no-deploy", help="run `prefect deploy --all` once the server is up"),
 ) -> None:
     """Start a local Prefect server and a process worker, deploy prefect.yaml, and wait; Ctrl-C stops both."""
+    from clouds.processes import shutdown_on_signals
     from clouds.server import LocalPrefect
 
-    with LocalPrefect(port=port, home=home) as local:
+    # SIGTERM/SIGHUP stop the server and the worker as Ctrl-C does (`wait` returns, the `with` stops both).
+    with shutdown_on_signals(), LocalPrefect(port=port, home=home) as local:
         if deploy:
             local.deploy()
         console.print(f"Prefect UI: [bold]{local.api_url[:-4]}[/]  (Ctrl-C stops the server and the worker)")
+        console.print(f"in another shell: export PREFECT_API_URL={local.api_url} PREFECT_HOME={local.home}",
+                      soft_wrap=True, highlight=False)
         console.print("try: prefect deployment run clouds/full-round --watch")
         local.wait()
+
+
+@app.command()
+def status(
+    config: Path = typer.Option(Path("configs/tiny.yaml"), "--config", "-c", help="YAML profile"),
+    root: str = typer.Option(None, "--root", help="artifact root URL (default: run.root of the config)"),
+    run_name: str = typer.Option(None, "--run", help="run name (default: run.name of the config)"),
+    rounds: int = typer.Option(None, "--rounds", min=0, help="rounds the run has (default: loop.rounds)"),
+    overrides: list[str] = typer.Option([], "--set", help="config override key.path=value (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of a table"),
+) -> None:
+    """Every artifact of a run as built, stale (and what changed) or missing; runs nothing, writes nothing."""
+    import shlex
+
+    from artifacts import ArtifactError
+    from clouds.config import ConfigError, load_config
+    from pipelines.layout import RunLayout
+    from pipelines.status import rebuild_args, run_status
+
+    try:
+        cfg = load_config(config, overrides)
+        layout = RunLayout(root or cfg.run.root, run_name or cfg.run.name)
+        result = run_status(cfg, layout, rounds)
+    except (ConfigError, ArtifactError, ValueError) as err:
+        _fail(str(err))
+    args = rebuild_args(result)
+    if args is not None:
+        args += ["--config", str(config), *(["--root", root] if root else []), *(["--run", run_name] if run_name else [])]
+        args += [a for o in overrides for a in ("--set", o)]
+    command = None if args is None else "clouds " + shlex.join(args)
+    if as_json:
+        print(json.dumps({**result.to_json(), "rebuild": command}, indent=2, sort_keys=True, default=str))
+        return
+    from rich.markup import escape
+
+    colour = {"built": "green", "stale": "yellow", "missing": "red"}
+    table = Table(title=f"clouds status: {result.base} ({result.rounds} round(s))")
+    for col in ("artifact", "stage", "round", "state"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for a in result.artifacts:
+        table.add_row(a.name, a.stage, "" if a.round is None else str(a.round),
+                      f"[{colour[a.state]}]{a.label}[/]", escape("; ".join(a.reasons)))
+    out = Console()
+    out.print(table)
+    counts = ", ".join(f"{n} {s}" for s, n in result.counts().items())
+    out.print(f"{counts}; " + (f"next: [bold]{escape(command)}[/]" if command else "everything is built"), soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

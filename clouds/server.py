@@ -12,6 +12,9 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from clouds.prefect_env import apply_prefect_defaults
+from clouds.processes import die_with_parent
+
 POOL = "local"
 
 
@@ -31,7 +34,7 @@ class LocalPrefect:
 
     @property
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(apply_prefect_defaults(dict(os.environ)))  # the worker's flow runs log to the API too
         env.update(
             PREFECT_HOME=str(self.home), PREFECT_API_URL=self.api_url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_ENABLED=env.get("PREFECT_UI_ENABLED", "true"),
@@ -44,14 +47,16 @@ class LocalPrefect:
         return str(exe) if exe.exists() else (shutil.which("prefect") or "prefect")
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        """A child in its own session (`stop` signals its whole group; a terminal's Ctrl-C reaches only us),
+        which also gets SIGTERM from the kernel if this process dies without stopping it (Linux)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen([self._prefect(), *args], cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen([self._prefect(), *args], cwd=self.cwd, env=self.env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent())
 
     def call(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         done = subprocess.run([self._prefect(), *args], cwd=self.cwd, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, preexec_fn=die_with_parent())
         if done.returncode != 0:
             raise RuntimeError(f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         return done
@@ -64,16 +69,24 @@ class LocalPrefect:
             return False
 
     def start(self, timeout: float = 90) -> LocalPrefect:
+        """Start both; whatever stops the start-up (an error, Ctrl-C, SIGTERM) stops what was started, since
+        a `with` block's exit does not run when its entry fails."""
         self.home.mkdir(parents=True, exist_ok=True)
         if self._healthy():
             raise RuntimeError(f"something already answers on {self.api_url}; choose another --port")
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> LocalPrefect:
         self.server = self._spawn("server", "server", "start", "--host", "127.0.0.1", "--port", str(self.port))
         deadline = time.monotonic() + timeout
         while not self._healthy():
             if self.server.poll() is not None:
                 raise RuntimeError(f"prefect server exited ({self.server.returncode}); see {self.log_dir / 'server.log'}")
             if time.monotonic() > deadline:
-                self.stop()
                 raise RuntimeError(f"prefect server not healthy after {timeout:.0f}s; see {self.log_dir / 'server.log'}")
             time.sleep(0.5)
         pools = self.call("work-pool", "ls").stdout

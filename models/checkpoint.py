@@ -21,6 +21,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 
+from artifacts.storage import Folder
 from clouds.config.model import ModelConfig
 from models.build import build_segmenter
 from models.ema import make_teacher
@@ -62,13 +63,13 @@ def save_checkpoint(
         raise ValueError(f"save_checkpoint({path}): `extra` must be json-able: {e}") from e
     fs, root = fsspec.core.url_to_fs(path)
     fs.makedirs(root, exist_ok=True)
-    if fs.exists(f"{root}/{MODEL_JSON}"):
-        fs.rm(f"{root}/{MODEL_JSON}")  # the save is incomplete until model.json is rewritten
+    folder = Folder.at(path)
+    folder.remove(MODEL_JSON)  # the save is incomplete until model.json is rewritten
     _write(fs, f"{root}/{STUDENT}", save_safetensors(_tensors(student.decoder), {"part": "student_decoder"}))
     if teacher is not None:
         _write(fs, f"{root}/{TEACHER}", save_safetensors(_tensors(teacher.decoder), {"part": "teacher_decoder"}))
-    elif fs.exists(f"{root}/{TEACHER}"):
-        fs.rm(f"{root}/{TEACHER}")
+    else:
+        folder.remove(TEACHER)
     if _saves_backbone(cfg):
         _write(fs, f"{root}/{BACKBONE}", save_safetensors(_tensors(student.backbone), {"part": "backbone"}))
     _write(fs, f"{root}/{EXTRA_JSON}", extra_text.encode())

@@ -1,25 +1,29 @@
-"""Mask2Former's set loss (transformers' implementation) made to ignore 255 pixels, plus semantic targets.
+"""Mask2Former's set loss (transformers' implementation) with a switch for 255 pixels, plus semantic targets.
 
 Semantic targets: one binary mask per class present in the label, classes 0..18 (Mask2Former's "semantic"
-mapper). Pixels labelled 255 ("ignore") belong to no mask.
+mapper). Pixels labelled 255 ("ignore": unlabelled source pixels, crop padding, SAM's "no target") belong
+to no mask. What that means for the loss is `model.loss.ignore_pixels`:
 
-Why a subclass and not the stock `Mask2FormerLoss`: the stock loss has no notion of ignored pixels, so a
-255 pixel would count as background of every mask and the model would be taught that road edges, unlabeled
-GTA objects or SAM's "no target" pixels are *not* road/car/... — the opposite of "excluded". Upsampling
-predictions to full resolution to mask them would cost Q x H x W per decoder layer. Instead the loss keeps
-transformers' point-sampled formulation and makes the sampled points carry a validity flag:
-  * matching (Hungarian costs): the shared random points are filtered to valid pixels before the pairwise
+* ``negative`` (the reference, default): 255 pixels are zeros of every target mask, so they are negatives
+  of every mask in the point-sampled BCE and dice terms and in the matcher's costs. This is what the
+  reference criterion does (detectron2's semantic mapper builds `sem_seg == c` masks and the criterion
+  samples points over the whole padded image), and it is exactly transformers' stock `Mask2FormerLoss`, used
+  here unchanged (`StandardMask2FormerLoss` only gives it the same call signature).
+* ``excluded``: 255 pixels carry weight 0 (`IgnoreAwareMask2FormerLoss`). Not the paper's behaviour; it
+  keeps the student from learning that SAM's uncovered pixels are "not road, not car, ...". To keep
+  transformers' point-sampled formulation, sampled points carry a validity flag:
+  - matching (Hungarian costs): the shared random points are filtered to valid pixels before the pairwise
     BCE/dice costs are computed;
-  * mask losses: importance sampling never picks an ignored point (its uncertainty is -inf), and the BCE and
-    dice terms are computed over valid points only (the random share of points that lands on ignored pixels
-    is weighted 0).
-Everything else (class CE with no-object weight, the matcher's solver, the uncertainty sampler's design, the
-point sampler, `num_masks` normalisation, deep supervision) is transformers' code, inherited unchanged.
+  - mask losses: importance sampling never picks an ignored point (its uncertainty is -inf), and the BCE
+    and dice terms are computed over valid points only (random points that land on ignored pixels weigh 0).
+  Everything else (class CE with no-object weight, the matcher's solver, the point sampler, `num_masks`
+  normalisation, deep supervision) is transformers' code, inherited unchanged.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
@@ -98,7 +102,42 @@ class IgnoreAwareHungarianMatcher(Mask2FormerHungarianMatcher):
         return indices
 
 
-class IgnoreAwareMask2FormerLoss(Mask2FormerLoss):
+class GlobalNumMasks:
+    """`num_masks` normalisation over the global batch, as the reference criterion does under DDP: the mask
+    count is summed over ranks (all-reduce) and divided by the world size. transformers only does this when
+    an `accelerate` state exists; under plain torch.distributed each rank divided by its own count, which
+    weights the images of a rank with few masks more than one process training the same batch would."""
+
+    def get_num_masks(self, class_labels: list[Tensor], device: torch.device) -> Tensor:
+        num_masks = torch.as_tensor(float(sum(len(c) for c in class_labels)), device=device)
+        world_size = 1
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(num_masks)
+            world_size = dist.get_world_size()
+        return torch.clamp(num_masks / world_size, min=1)
+
+
+class StandardMask2FormerLoss(GlobalNumMasks, Mask2FormerLoss):
+    """transformers' `Mask2FormerLoss` (255 pixels are negatives of every mask), called like
+    `IgnoreAwareMask2FormerLoss` so the segmenter does not branch on the switch; only the mask count is
+    all-reduced under DDP (`GlobalNumMasks`), as the reference does."""
+
+    def forward(  # type: ignore[override]
+        self,
+        masks_queries_logits: Tensor,
+        class_queries_logits: Tensor,
+        mask_labels: list[Tensor],
+        class_labels: list[Tensor],
+        valid: Tensor | None = None,  # None when transformers' own deep-supervision loop calls back in
+        auxiliary_predictions: list[dict[str, Tensor]] | None = None,
+    ) -> dict[str, Tensor]:
+        del valid  # 255 pixels are already zeros of every target mask: negatives, as in the reference
+        return super().forward(
+            masks_queries_logits, class_queries_logits, mask_labels, class_labels, auxiliary_predictions
+        )
+
+
+class IgnoreAwareMask2FormerLoss(GlobalNumMasks, Mask2FormerLoss):
     """`Mask2FormerLoss` whose matching and mask terms skip 255 pixels (see the module docstring)."""
 
     def __init__(self, config: Mask2FormerConfig, weight_dict: dict[str, float]) -> None:
@@ -187,3 +226,16 @@ class IgnoreAwareMask2FormerLoss(Mask2FormerLoss):
             )
             losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
         return losses
+
+
+def build_criterion(
+    config: Mask2FormerConfig, weight_dict: dict[str, float], ignore_pixels: str
+) -> Mask2FormerLoss:
+    """The set loss for `model.loss.ignore_pixels` ('negative' = reference, 'excluded')."""
+    losses: dict[str, type[Mask2FormerLoss]] = {
+        "negative": StandardMask2FormerLoss,
+        "excluded": IgnoreAwareMask2FormerLoss,
+    }
+    if ignore_pixels not in losses:
+        raise ValueError(f"model.loss.ignore_pixels must be one of {sorted(losses)}, got {ignore_pixels!r}")
+    return losses[ignore_pixels](config, weight_dict)

@@ -10,7 +10,7 @@ from clouds.config.model import ModelConfig
 from clouds.labels import IGNORE
 from models.backbone import ClipBackbone
 from models.heads import geometric_ensemble
-from models.loss import IgnoreAwareMask2FormerLoss, semantic_targets
+from models.loss import build_criterion, semantic_targets
 from models.mask2former import DecoderOutput, Mask2FormerDecoder
 
 SIZE_DIVISIBILITY = 32
@@ -32,7 +32,7 @@ class Segmenter(nn.Module):
             "loss_mask": cfg.decoder.mask_weight,
             "loss_dice": cfg.decoder.dice_weight,
         }
-        self.criterion = IgnoreAwareMask2FormerLoss(decoder.config, self.weight_dict)
+        self.criterion = build_criterion(decoder.config, self.weight_dict, cfg.loss.ignore_pixels)
 
     def _check_images(self, images: Tensor) -> None:
         if images.dim() != 4 or images.shape[1] != 3:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clouds.config import CloudsConfig, load_config
+from clouds.threads import apply_num_threads
 from pipelines.layout import RunLayout
 
 DEFAULT_CONFIG = "configs/tiny.yaml"
@@ -15,6 +16,10 @@ class RunContext:
     cfg: CloudsConfig
     layout: RunLayout
     force: bool = False
+
+    def __post_init__(self) -> None:
+        # Every flow, shard task and Ray worker builds its context first: the thread setting starts here.
+        apply_num_threads(self.cfg.run.num_threads)
 
     @classmethod
     def load(

@@ -69,7 +69,7 @@ def synthesize_job(ctx: RunContext, k: int, overwrite: bool, attach: bool) -> Sh
     return prepare_synthesize(
         ctx.layout.once("prompts"), ctx.layout.once("synthesize"), cfg.synthesize, cfg.run.seed,
         cfg.artifacts.shard_max_samples, device=cfg.run.device, image_format=cfg.artifacts.image_format,
-        overwrite=overwrite, attach=attach,
+        overwrite=overwrite, attach=attach, verify=cfg.artifacts.verify_reads,
     )
 
 
@@ -79,6 +79,7 @@ def pseudo_label_job(ctx: RunContext, k: int, overwrite: bool, attach: bool) -> 
     return prepare_pseudo_label(
         None, ctx.layout.once("synthesize"), teacher_checkpoint(ctx.layout, k), ctx.layout.round(k, "pseudo-label"),
         ctx.cfg.pseudo_label, device=resolve_device(ctx.cfg.run.device), overwrite=overwrite, attach=attach,
+        verify=ctx.cfg.artifacts.verify_reads,
     )
 
 
@@ -89,6 +90,7 @@ def refine_job(ctx: RunContext, k: int, overwrite: bool, attach: bool) -> Sharde
     return prepare_refine(
         ctx.layout.round(k, "pseudo-label"), ctx.layout.round(k, "refine"), cfg.refine, cfg.run.seed,
         cfg.artifacts.shard_max_samples, device=resolve_device(cfg.run.device), overwrite=overwrite, attach=attach,
+        verify=cfg.artifacts.verify_reads,
     )
 
 
@@ -99,9 +101,11 @@ def evaluate_job(ctx: RunContext, k: int, overwrite: bool, attach: bool) -> Shar
 
     url = ctx.layout.round(k, "evaluate")
     if overwrite:
-        Folder.at(url).remove()
+        Folder.at(url).remove(within=ctx.layout.base)
     targets = {t.name: ctx.layout.data(t.name) for t in ctx.cfg.data.targets}
-    return prepare_evaluate(ctx.layout.round(k, "train"), targets, ctx.cfg.evaluate, url, device=ctx.cfg.run.device)
+    averages = {t.name: t.average for t in ctx.cfg.data.targets}
+    return prepare_evaluate(ctx.layout.round(k, "train"), targets, ctx.cfg.evaluate, url,
+                            device=ctx.cfg.run.device, averages=averages, verify=ctx.cfg.artifacts.verify_reads)
 
 
 BUILDERS: dict[str, Callable[[RunContext, int, bool, bool], ShardedJob]] = {

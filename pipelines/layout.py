@@ -6,6 +6,8 @@ import os
 import posixpath
 from dataclasses import dataclass
 
+from clouds.config.base import check_safe_name
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -17,20 +19,25 @@ class RunLayout:
     root: str
     run: str
 
+    def __post_init__(self) -> None:
+        """`--run` comes from the CLI, past the config schema: the same name rule applies here, since the
+        stages delete inside `{root}/{run}` and a run named `..` would make that the root's parent."""
+        check_safe_name(self.run, "run name")
+
     @property
     def base(self) -> str:
         return posixpath.join(self.root.rstrip("/"), self.run)
 
     def data(self, name: str) -> str:
-        return posixpath.join(self.base, "data", name)
+        return posixpath.join(self.base, "data", check_safe_name(name, "dataset name"))
 
     def once(self, stage: str) -> str:
-        return posixpath.join(self.base, stage)
+        return posixpath.join(self.base, check_safe_name(stage, "stage name"))
 
     def round(self, k: int, stage: str) -> str:
         if k < 0:
             raise ValueError(f"round must be >= 0, got {k}")
-        return posixpath.join(self.base, f"round-{k:03d}", stage)
+        return posixpath.join(self.base, f"round-{k:03d}", check_safe_name(stage, "stage name"))
 
     @property
     def report(self) -> str:

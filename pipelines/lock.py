@@ -8,9 +8,17 @@ hours would look like a hang.
 The lock is `{root}/{run}/_RUN_LOCK.json`: holder pid, host, process start time, start time, and a
 heartbeat that a daemon thread refreshes while the run lives. A lock is stale, and is taken over with a
 warning, when its holder is on this host and its process is gone (or is another process that reused the
-pid), or when its heartbeat is older than `stale_after` seconds (a crashed run on another host, or a hung
-one). So a crashed run never leaves the lock stuck: on the same host it is free at once, elsewhere after
-`stale_after`.
+pid), or when its holder is on another host and its heartbeat is older than `stale_after` seconds (a
+crashed or hung run there). So a crashed run never leaves the lock stuck: on the same host it is free at
+once, elsewhere after `stale_after`. On the same host a live holder is never taken over, whatever its
+heartbeat says: a run stopped with SIGSTOP or in a debugger, or one started with a shorter
+CLOUDS_LOCK_STALE_AFTER, still owns its artifacts and would resume writing them.
+
+A holder can still lose its lock (the file deleted by hand, or taken over from another host), so the lock
+fences its writers: while held it registers a check (artifacts/fence.py) that every shard, every commit
+and every writer's preparation of a folder under the run calls first, and that raises RunLockLostError
+once the lock file names someone else. The run stops before its next write instead of racing the new
+holder.
 
 Local paths are exclusive: the file is created with O_CREAT|O_EXCL, and a stale lock is renamed away (only
 one contender's rename succeeds) before the new one is created. Other fsspec URLs (s3://, gs://, memory://)
@@ -29,10 +37,12 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from artifacts import ArtifactError, Folder
+from artifacts.fence import add_fence
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +55,29 @@ class RunLockedError(RuntimeError):
     """Another live run holds the lock of this run folder; the message names it."""
 
 
+class RunLockLostError(RunLockedError):
+    """This run's lock was taken over or removed while it ran; it stopped before its next write."""
+
+
 def process_start(pid: int) -> str | None:
-    """Start time of `pid` in clock ticks since boot (Linux /proc), to tell a reused pid from the holder."""
+    """Start time of `pid`, to tell a reused pid from the holder: clock ticks since boot from Linux /proc,
+    else psutil's creation time where it is installed. Only compared with values taken on the same host."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             # The command name (field 2) may hold spaces and parentheses: split after its closing ')'.
             return f.read().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return None  # Linux: the process is gone
     except (OSError, IndexError):
+        return None
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return f"{psutil.Process(pid).create_time():.3f}"
+    except psutil.Error:
         return None
 
 
@@ -107,14 +133,27 @@ class LockHolder:
         return f"pid {self.pid} on host {self.host}, started {_iso(self.started)}" + (
             f" ({self.note})" if self.note else "")
 
+    @property
+    def is_local(self) -> bool:
+        return self.host == socket.gethostname()
+
+    def heartbeat_age(self) -> float:
+        return _now() - self.heartbeat
+
     def stale_reason(self, stale_after: float) -> str | None:
-        """Why this holder is certainly gone, or None while it may still be running."""
-        if self.host == socket.gethostname():
+        """Why this holder is certainly gone, or None while it may still be running.
+
+        On this host the process table is the truth: a live holder keeps its lock however old its heartbeat
+        (stopped, in a debugger, or judged by a shorter stale_after than its own). Elsewhere only the
+        heartbeat can tell.
+        """
+        if self.is_local:
             if not pid_alive(self.pid):
                 return f"its process {self.pid} is no longer running"
             if self.proc_start is not None and process_start(self.pid) not in (None, self.proc_start):
                 return f"pid {self.pid} now belongs to another process"
-        age = _now() - self.heartbeat
+            return None
+        age = self.heartbeat_age()
         if age > stale_after:
             return f"its last heartbeat is {age:.0f} s old (stale after {stale_after:.0f} s)"
         return None
@@ -133,6 +172,7 @@ class RunLock:
         self.holder: LockHolder | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        self._unfence: Callable[[], None] | None = None
 
     @property
     def url(self) -> str:
@@ -156,6 +196,7 @@ class RunLock:
             if self._create(me):
                 self.holder = me
                 self._start_heartbeat()
+                self._unfence = add_fence(self.folder.url, self.check)
                 log.info("run lock %s acquired (%s)", self.url, me.describe())
                 return self
             current = self.read()
@@ -169,15 +210,21 @@ class RunLock:
             else:
                 reason = current.stale_reason(self.stale_after)
                 if reason is None:
-                    raise RunLockedError(
-                        f"another run is using {self.folder.url}: {current.describe()}, last heartbeat "
-                        f"{_iso(current.heartbeat)} (lock file {self.url}). Wait for it to finish, give this run "
-                        f"another --run name, or, if that run is dead, delete the lock file."
-                    )
+                    raise RunLockedError(self._refusal(current))
             log.warning("taking over run lock %s: %s%s", self.url, reason,
                         f" (was held by {current.describe()})" if current else "")
             self._discard_stale()
         raise RunLockedError(f"could not acquire {self.url}: other runs keep taking it")
+
+    def _refusal(self, current: LockHolder) -> str:
+        message = (f"another run is using {self.folder.url}: {current.describe()}, last heartbeat "
+                   f"{_iso(current.heartbeat)} (lock file {self.url}). Wait for it to finish, give this run "
+                   f"another --run name, or, if that run is dead, delete the lock file.")
+        if current.is_local and current.heartbeat_age() > self.stale_after:
+            message += (f" Its process is alive but its heartbeat is {current.heartbeat_age():.0f} s old: it may "
+                        f"be stopped (SIGSTOP, a debugger) or hung; resume it (kill -CONT {current.pid}) or end it "
+                        "(kill it). A live run on this host is never taken over.")
+        return message
 
     def _create(self, me: LockHolder) -> bool:
         data = me.to_bytes()
@@ -219,7 +266,8 @@ class RunLock:
         while not self._stop.wait(interval):
             current, mine = self.read(), self.holder
             if mine is None or current is None or current.token != mine.token:
-                log.error("run lock %s was taken by another run; this run no longer holds it", self.url)
+                log.error("run lock %s was taken by another run; this run no longer holds it and stops before its "
+                          "next shard or commit", self.url)
                 return
             beat = LockHolder(**{**asdict(mine), "heartbeat": _now()})
             try:
@@ -227,8 +275,32 @@ class RunLock:
             except ArtifactError as err:
                 log.warning("cannot refresh run lock %s: %s", self.url, err)
 
+    # -- fencing ------------------------------------------------------------------------------------
+    def check(self, what: str = "its next write") -> None:
+        """Raise RunLockLostError unless the lock file still names this holder.
+
+        Writers under the run folder call this before every shard, commit and folder preparation (see
+        artifacts/fence.py): one small read, against a shard's worth of work it protects.
+        """
+        mine = self.holder
+        if mine is None:
+            raise RunLockLostError(f"run lock {self.url} is not held by this process (released or never "
+                                   f"acquired); refusing {what}")
+        current = self.read()
+        if current is not None and current.token == mine.token:
+            return
+        now = f"it is now held by {current.describe()}" if current else "the lock file was removed or is unreadable"
+        raise RunLockLostError(
+            f"this run ({mine.describe()}) lost its run lock {self.url}: {now}. Stopped before {what} so that "
+            f"two runs do not overwrite each other's artifacts. Restart this run once the other one has "
+            f"finished (complete shards are kept), or give it another --run name."
+        )
+
     def release(self) -> None:
         """Remove the lock if it is still ours (a takeover after a stall must not be undone)."""
+        if self._unfence is not None:
+            self._unfence()
+            self._unfence = None
         mine, self.holder = self.holder, None
         self._stop.set()
         if self._beat is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from artifacts import read_lineage
 from clouds.config import CloudsConfig, ExecutorConfig
+from clouds.threads import apply_num_threads
 from pipelines.ray_cluster import check_reachable, check_shared_storage
 from stages.train.launch import RoundPlan
 
@@ -36,6 +37,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
 
         torch.cuda.set_device(get_device())  # run.device 'auto'/'cuda' then means this worker's GPU
     cfg = CloudsConfig.model_validate_json(loop_config["config"])
+    apply_num_threads(cfg.run.num_threads)
     plan = RoundPlan(**loop_config["plan"])
     train(cfg, plan.source, plan.synthetic, plan.output, init_checkpoint=plan.init, iters=plan.iters, mode=plan.mode)
 

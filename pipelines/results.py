@@ -27,6 +27,7 @@ def round_result(layout: RunLayout, k: int) -> RoundResult | None:
         pseudo_before=before,
         pseudo_after=(refined or {}).get("miou_refined"),
         links=links,
+        average={name: str(rule) for name, rule in evaluation.get("average", {}).items()},
     )
 
 
@@ -55,7 +56,7 @@ def gallery_samples(layout: RunLayout, k: int, count: int = 4) -> list[dict[str,
 def miou_rows(rounds: list[RoundResult]) -> list[dict[str, Any]]:
     """One table row per round and target domain, as the Prefect UI's table artifact shows it."""
     return [
-        {"round": r.round, "domain": d, "miou": round(100 * v, 2),
+        {"round": r.round, "domain": d, "miou": round(100 * v, 2), "classes_averaged": r.average.get(d),
          "pseudo_miou_teacher": None if r.pseudo_before is None else round(100 * r.pseudo_before, 2),
          "pseudo_miou_refined": None if r.pseudo_after is None else round(100 * r.pseudo_after, 2)}
         for r in rounds for d, v in sorted(r.miou.items())

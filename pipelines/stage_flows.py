@@ -8,9 +8,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from artifacts import Folder
+from pipelines import expected
 from pipelines.context import DEFAULT_CONFIG, RunContext
-from pipelines.jobs import JobRecipe, teacher_checkpoint
-from pipelines.layout import RunLayout, absolute_root
+from pipelines.expected import Expected
+from pipelines.jobs import JobRecipe
 from pipelines.tasks import reuse_or_run, run_sharded
 
 
@@ -18,15 +19,19 @@ def _ctx(config: str, overrides: list[str] | None, root: str | None, run: str | 
     return RunContext.load(config, overrides, root, run, force)
 
 
+def _reuse_or_run(e: Expected, force: bool, run: Any) -> dict[str, Any]:
+    """Reuse decided on the values `clouds status` reads too (pipelines/expected.py)."""
+    return reuse_or_run(e.name, e.url, e.stage, e.config_hash, e.inputs, force, run)
+
+
 @task(name="ingest-dataset", cache_policy=NONE, task_run_name="ingest-{spec.name}")
 def ingest_dataset(ctx: RunContext, spec: Any) -> dict[str, Any]:
-    from stages.ingest.stage import default_config_hash, ingest
+    from stages.ingest.stage import ingest
 
-    url = ctx.layout.data(spec.name)
-    h = default_config_hash(spec, ctx.cfg.artifacts)
-    return reuse_or_run(
-        f"ingest {spec.name}", url, "ingest", h, [], ctx.force,
-        lambda overwrite: ingest(spec, url, ctx.cfg.artifacts, config_hash=h, overwrite=overwrite),
+    e = expected.ingest(ctx.cfg, ctx.layout, spec)
+    return _reuse_or_run(
+        e, ctx.force,
+        lambda overwrite: ingest(spec, e.url, ctx.cfg.artifacts, config_hash=e.config_hash, overwrite=overwrite),
     )
 
 
@@ -48,13 +53,14 @@ def prompts_flow(
     run: str | None = None, force: bool = False,
 ) -> dict[str, Any]:
     """The LLM (or the template writer) writes the street-scene prompts, once per run."""
-    from stages.prompts.stage import prompts_config_hash, write_prompts
+    from stages.prompts.stage import write_prompts
 
     ctx = _ctx(config, overrides, root, run, force)
-    url, cfg = ctx.layout.once("prompts"), ctx.cfg
-    return reuse_or_run(
-        "prompts", url, "prompts", prompts_config_hash(cfg.prompts, cfg.run.seed), [], ctx.force,
-        lambda overwrite: write_prompts(url, cfg.prompts, cfg.run.seed, device=cfg.run.device,
+    cfg = ctx.cfg
+    e = expected.prompts(cfg, ctx.layout)
+    return _reuse_or_run(
+        e, ctx.force,
+        lambda overwrite: write_prompts(e.url, cfg.prompts, cfg.run.seed, device=cfg.run.device,
                                         shard_max_samples=cfg.artifacts.shard_max_samples, overwrite=overwrite),
     )
 
@@ -71,15 +77,9 @@ def synthesize_flow(
     run: str | None = None, force: bool = False,
 ) -> dict[str, Any]:
     """The diffusion model (or toycity) renders images from the prompts; one task per shard."""
-    from stages.synthesize.stage import synthesize_config_hash
-
     ctx = _ctx(config, overrides, root, run, force)
-    cfg = ctx.cfg
-    h = synthesize_config_hash(cfg.synthesize, cfg.run.seed, cfg.artifacts.shard_max_samples, cfg.artifacts.image_format)
-    return reuse_or_run(
-        "synthesize", ctx.layout.once("synthesize"), "synthesize", h, [ctx.layout.once("prompts")], ctx.force,
-        lambda overwrite: run_stage_shards(ctx, "synthesize", 0, overwrite),
-    )
+    return _reuse_or_run(expected.synthesize(ctx.cfg, ctx.layout), ctx.force,
+                         lambda overwrite: run_stage_shards(ctx, "synthesize", 0, overwrite))
 
 
 @flow(name="pseudo-label")
@@ -88,14 +88,9 @@ def pseudo_label_flow(
     run: str | None = None, round: int = 1, force: bool = False,
 ) -> dict[str, Any]:
     """The EMA teacher of round k-1 labels every generated image; one task per shard."""
-    from stages.pseudo_label.stage import config_hash
-
     ctx = _ctx(config, overrides, root, run, force)
-    inputs = [ctx.layout.once("synthesize"), teacher_checkpoint(ctx.layout, round)]
-    return reuse_or_run(
-        "pseudo-label", ctx.layout.round(round, "pseudo-label"), "pseudo-label", config_hash(ctx.cfg.pseudo_label),
-        inputs, ctx.force, lambda overwrite: run_stage_shards(ctx, "pseudo-label", round, overwrite),
-    )
+    return _reuse_or_run(expected.pseudo_label(ctx.cfg, ctx.layout, round), ctx.force,
+                         lambda overwrite: run_stage_shards(ctx, "pseudo-label", round, overwrite))
 
 
 @flow(name="refine")
@@ -104,15 +99,9 @@ def refine_flow(
     run: str | None = None, round: int = 1, force: bool = False,
 ) -> dict[str, Any]:
     """SAM (or superpixels) refines round k's pseudo labels; one task per shard."""
-    from stages.refine.stage import config_hash
-
     ctx = _ctx(config, overrides, root, run, force)
-    cfg = ctx.cfg
-    return reuse_or_run(
-        "refine", ctx.layout.round(round, "refine"), "refine", config_hash(cfg.refine, cfg.run.seed),
-        [ctx.layout.round(round, "pseudo-label")], ctx.force,
-        lambda overwrite: run_stage_shards(ctx, "refine", round, overwrite),
-    )
+    return _reuse_or_run(expected.refine(ctx.cfg, ctx.layout, round), ctx.force,
+                         lambda overwrite: run_stage_shards(ctx, "refine", round, overwrite))
 
 
 @flow(name="train")
@@ -121,23 +110,19 @@ def train_flow(
     run: str | None = None, round: int = 0, force: bool = False,
 ) -> dict[str, Any]:
     """Round 0: source-only warm-up. Round k: source + round k's refined labels, continuing round k-1."""
-    from stages.train.launch import plan_round
-    from stages.train.stage import train, train_config_hash
+    from stages.train.stage import train
 
     ctx = _ctx(config, overrides, root, run, force)
     cfg = ctx.cfg
     on_ray = cfg.executor.train_workers > 0
-    # The same plan torchrun's launcher trains, so a span trained there is reused here. Ray Train workers
-    # start in another directory: their plan (and so the checkpoint's lineage) names an absolute root.
-    layout = RunLayout(absolute_root(ctx.layout.root), ctx.layout.run) if on_ray else ctx.layout
-    plan = plan_round(cfg, layout, round)
+    # The same plan torchrun's launcher trains, so a span trained there is reused here (on Ray Train, with
+    # the root made absolute: see expected.train).
+    e, plan, layout = expected.train(cfg, ctx.layout, round)
     url = plan.output
-    inputs = [plan.source, *plan.synthetic] + ([plan.init] if plan.init else [])
-    h = train_config_hash(cfg, plan.mode, plan.iters, inputs)
 
     def go(overwrite: bool) -> Any:
         if overwrite:
-            Folder.at(url).remove()
+            Folder.at(url).remove(within=layout.base)
         if on_ray:
             from pipelines.ray_train import train_on_ray
 
@@ -145,7 +130,7 @@ def train_flow(
         return train(cfg, plan.source, plan.synthetic, url, init_checkpoint=plan.init, iters=plan.iters,
                      mode=plan.mode)
 
-    return reuse_or_run(f"train round {round}", url, "train", h, inputs, ctx.force, go)
+    return _reuse_or_run(e, ctx.force, go)
 
 
 @flow(name="evaluate")
@@ -154,18 +139,12 @@ def evaluate_flow(
     run: str | None = None, round: int = 0, force: bool = False,
 ) -> dict[str, Any]:
     """mIoU of round k's student on every target artifact (per domain, per class)."""
-    from stages.evaluate.stage import evaluate_config_hash
-
     ctx = _ctx(config, overrides, root, run, force)
-    cfg = ctx.cfg
-    checkpoint, url = ctx.layout.round(round, "train"), ctx.layout.round(round, "evaluate")
-    targets = {t.name: ctx.layout.data(t.name) for t in cfg.data.targets}
-    if not targets:
+    e = expected.evaluate(ctx.cfg, ctx.layout, round)
+    if e is None:
         get_run_logger().warning("the config names no target datasets: nothing to evaluate")
         return {"stage": "evaluate", "url": None, "reused": False}
-    return reuse_or_run(f"evaluate round {round}", url, "evaluate", evaluate_config_hash(cfg.evaluate),
-                        [checkpoint, *targets.values()], ctx.force,
-                        lambda overwrite: run_stage_shards(ctx, "evaluate", round, overwrite))
+    return _reuse_or_run(e, ctx.force, lambda overwrite: run_stage_shards(ctx, "evaluate", round, overwrite))
 
 
 STAGE_FLOWS = {

@@ -78,3 +78,13 @@ def test_overrides_and_section_hash():
     assert a.section_hash("model") == b.section_hash("model")
     with pytest.raises(ConfigError, match="expected key.path=value"):
         parse_config(MINIMAL, overrides=["train.lr"])
+
+
+def test_overrides_address_list_entries():
+    cfg = load_config("configs/gta5.yaml", ["data.targets.1.root=/mnt/bdd", "data.targets.2.average=union"])
+    assert cfg.data.targets[1].root == "/mnt/bdd" and cfg.data.targets[2].average == "union"
+    assert cfg.data.targets[0].root == "/data/cityscapes"
+    with pytest.raises(ConfigError, match=r"data.targets.7 is not an entry of a list of 3 \(entries are numbered 0..2\)"):
+        load_config("configs/gta5.yaml", ["data.targets.7.root=/x"])
+    with pytest.raises(ConfigError, match="train.lr is not a section"):
+        load_config("configs/gta5.yaml", ["train.lr.x=1"])

@@ -69,7 +69,11 @@ def test_confusion_refuses_bad_input():
 
 
 @pytest.mark.parametrize("hw,short,expected", [((100, 200), 50, (50, 100)), ((90, 60), 120, (180, 120)),
-                                               ((64, 128), None, (64, 128)), ((64, 128), 64, (64, 128))])
+                                               ((64, 128), None, (64, 128)), ((64, 128), 64, (64, 128)),
+                                               # detectron2 rounds to the nearest pixel (2046.98 -> 2047)
+                                               ((1000, 1999), 1024, (1024, 2047)),
+                                               ((1080, 1920), 1024, (1024, 1820)),
+                                               ((3024, 4032), 1024, (1024, 1365))])
 def test_resize_short_side_protocol(hw, short, expected):
     h, w = hw
     image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
@@ -199,3 +203,107 @@ def test_evaluate_refuses_bad_targets(tmp_path):
         evaluate(PaletteOracle(), {"bad": url}, EvaluateConfig(short_side=None), str(tmp_path / "e"), device="cpu")
     with pytest.raises(ValueError, match="target name"):
         evaluate(PaletteOracle(), {"a/b": url}, EvaluateConfig(), str(tmp_path / "e"), device="cpu")
+
+
+# ------------------------------------------------------------------ reference protocol (issue 11)
+def _street_label(h: int, w: int, seed: int) -> np.ndarray:
+    """Sky, buildings, road and sidewalk bands with thin poles, signs, people and cars: many 1-2 px borders."""
+    rng = np.random.default_rng(seed)
+    label = np.full((h, w), 10, np.uint8)  # sky
+    label[h // 5 : h // 2] = 2  # building
+    label[h // 2 : 3 * h // 4] = 1  # sidewalk
+    label[3 * h // 4 :] = 0  # road
+    for _ in range(40):
+        x = int(rng.integers(0, w - 8))
+        label[h // 6 : 3 * h // 4, x : x + int(rng.integers(3, 9))] = 5  # pole
+        y, x = int(rng.integers(h // 2, h - h // 8)), int(rng.integers(0, w - w // 10))
+        label[y : y + h // 12, x : x + int(rng.integers(w // 40, w // 10))] = int(rng.choice([11, 13, 7]))
+    label[-h // 20 :] = IGNORE  # ego vehicle
+    return label
+
+
+class CentreOracle(nn.Module):
+    """A perfectly aligned prediction: each output pixel gets the label found under its centre in the
+    original image (computed here independently of PIL), at whatever size the evaluator resized to."""
+
+    def __init__(self, label: np.ndarray):
+        super().__init__()
+        self.label = label
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        H, W = self.label.shape
+        rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
+        cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
+        pred = self.label[rows[:, None], cols[None, :]].astype(np.int64)
+        pred[pred == IGNORE] = 0  # a model never predicts 255; those pixels are not scored
+        return torch.from_numpy(pred)[None].expand(images.shape[0], -1, -1)
+
+
+@pytest.mark.parametrize("hw", [(1080, 1920), (3024, 4032)], ids=["acdc-1080x1920", "mapillary-3024x4032"])
+def test_aligned_prediction_scores_100_after_reference_resize(tmp_path, hw):
+    """Labels are resized at pixel centres like the image (PIL nearest), so a perfectly aligned prediction
+    scores 100.0; torchvision's legacy nearest (half a pixel off) scored ~90 on the Mapillary size."""
+    label = _street_label(*hw, seed=hw[0])
+    url = str(tmp_path / "t")
+    w = ArtifactWriter(url, stage="ingest", config_hash="t")
+    w.write_shard(0, [{"__key__": "big", "png": colorize(label), "seg.png": label, "json": {}}])
+    w.commit()
+    result = evaluate(CentreOracle(label), {"t": url}, EvaluateConfig(short_side=1024), str(tmp_path / "e"),
+                      device="cpu", averages={"t": "gt-present"})
+    assert round(100 * result["miou"]["t"], 1) == 100.0
+    conf = np.load(io.BytesIO(Folder.at(str(tmp_path / "e")).read_bytes("confusion/t.npy")))
+    assert conf.trace() == conf.sum() > 0.9 * 1024 * 1024
+
+
+def test_class_averaging_rule_per_target(tmp_path):
+    """A class predicted but absent from the labels counts 0 under 'union' and is left out under 'gt-present'."""
+    url = write_target(str(tmp_path / "t"), 2, [0, 2, 13])
+
+    class Spurious(PaletteOracle):  # right everywhere, but calls a labelled patch "bus" (15): absent from labels
+        def predict(self, images: torch.Tensor) -> torch.Tensor:
+            pred = super().predict(images)
+            pred[:, 10:12, 10:12] = 15
+            return pred
+
+    targets = {"as-cityscapes": url, "as-bdd": url}
+    averages = {"as-cityscapes": "union", "as-bdd": "gt-present"}
+    out = str(tmp_path / "e")
+    result = evaluate(Spurious(), targets, EvaluateConfig(short_side=None), out, device="cpu", averages=averages)
+    conf = np.load(io.BytesIO(Folder.at(out).read_bytes("confusion/as-bdd.npy")))
+    iou = iou_per_class(conf)
+    present = [c for c in range(NUM_CLASSES) if conf[c].sum() > 0]
+    assert sorted(present) == [0, 2, 13] and iou[15] == 0.0
+    assert result["miou"]["as-bdd"] == pytest.approx(np.mean(iou[present]))
+    assert result["miou"]["as-cityscapes"] == pytest.approx(np.mean(iou[[*present, 15]]))
+    assert result["miou"]["as-bdd"] > result["miou"]["as-cityscapes"]
+    assert result["average"] == averages
+    summary = pq.read_table(io.BytesIO(Folder.at(out).read_bytes("summary.parquet"))).to_pylist()
+    assert {r["domain"]: (r["average"], r["classes_scored"]) for r in summary} == {
+        "as-cityscapes": ("union", 4), "as-bdd": ("gt-present", 3)}
+    report = Folder.at(out).read_bytes("report.md").decode()
+    assert "| classes averaged | union | gt-present |" in report
+    # The rule is part of the evaluation's identity: another rule on the same folder is not a silent reuse.
+    with pytest.raises(ArtifactError, match="another"):
+        evaluate(Spurious(), targets, EvaluateConfig(short_side=None), out, device="cpu",
+                 averages={"as-cityscapes": "gt-present", "as-bdd": "gt-present"})
+    with pytest.raises(ValueError, match="average must be one of"):
+        evaluate(Spurious(), targets, EvaluateConfig(short_side=None), str(tmp_path / "e2"), device="cpu",
+                 averages={"as-bdd": "mean"})
+
+
+def test_each_target_kind_defaults_to_the_reference_rule():
+    from clouds.config import load_config
+    from clouds.config.data import DatasetSpec
+
+    def rule(kind: str, **extra: object) -> str:
+        return DatasetSpec(name="t", kind=kind, root="/data/x", **extra).average
+
+    assert rule("cityscapes") == "union"
+    assert rule("bdd10k") == rule("mapillary") == rule("acdc", condition="fog") == "gt-present"
+    assert rule("cityscapes", average="gt-present") == "gt-present"  # a switch
+    gta5 = load_config("configs/gta5.yaml")
+    assert {t.name: t.average for t in gta5.data.targets} == {
+        "target-cityscapes": "union", "target-bdd": "gt-present", "target-mapillary": "gt-present"}
+    acdc = load_config("configs/cityscapes-acdc.yaml")
+    assert {t.average for t in acdc.data.targets} == {"gt-present"}

@@ -18,7 +18,7 @@ from models.build import build_segmenter, tiny_model_config
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.ema import EmaTeacher, make_teacher
 from models.heads import geometric_ensemble
-from models.loss import IgnoreAwareMask2FormerLoss, semantic_targets
+from models.loss import IgnoreAwareMask2FormerLoss, StandardMask2FormerLoss, build_criterion, semantic_targets
 from models.mask2former import mask2former_config
 from models.text_classifier import CLASS_SYNONYMS, PROMPT_TEMPLATES
 
@@ -189,38 +189,65 @@ def test_semantic_targets_one_mask_per_present_class() -> None:
     assert valid.tolist() == [[[True, True, True], [False, True, True]], [[False] * 3] * 2]
 
 
-def test_loss_ignores_255_pixels_where_stock_loss_does_not() -> None:
-    """A mask that is wrong only on ignored pixels costs nothing extra; the stock loss would penalise it."""
-    config = mask2former_config(tiny_model_config().decoder, NUM_CLASSES, [4, 8, 16, 32])
-    weights = {"loss_cross_entropy": 2.0, "loss_mask": 5.0, "loss_dice": 5.0}
+def _ignore_half_case(right: float) -> tuple[torch.Tensor, torch.Tensor, list, list, torch.Tensor]:
+    """Left half labelled car (7), right half 255; query 0 predicts the left half, and `right` on the right.
+
+    Stride-4 logits: column 8 is bilinearly blended into the last labelled pixels, so the prediction varies
+    only from column 9 on, i.e. strictly inside the ignored half."""
     labels = torch.full((1, 64, 64), IGNORE, dtype=torch.long)
     labels[:, :, :32] = 7
     masks, classes, valid = semantic_targets(labels, NUM_CLASSES)
     class_logits = torch.full((1, 16, NUM_CLASSES + 1), -5.0)
     class_logits[..., NUM_CLASSES] = 5.0
     class_logits[0, 0, 7], class_logits[0, 0, NUM_CLASSES] = 5.0, -5.0
+    m = torch.full((1, 16, 16, 16), -8.0)
+    m[0, 0, :, :8] = 8.0
+    m[0, 0, :, 9:] = right
+    return m, class_logits, masks, classes, valid
 
-    def mask_logits(right: float) -> torch.Tensor:
-        # Stride-4 logits: column 8 is bilinearly blended into the last labelled pixels, so the prediction
-        # varies only from column 9 on, i.e. strictly inside the ignored half.
-        m = torch.full((1, 16, 16, 16), -8.0)
-        m[0, 0, :, :8] = 8.0
-        m[0, 0, :, 9:] = right
-        return m
 
-    def losses(cls: type, right: float) -> dict[str, torch.Tensor]:
-        torch.manual_seed(0)
-        loss = cls(config, weights)
-        if cls is IgnoreAwareMask2FormerLoss:
-            return loss(mask_logits(right), class_logits, masks, classes, valid)
-        return loss(mask_logits(right), class_logits, masks, classes)
+def _losses(ignore_pixels: str, right: float) -> dict[str, torch.Tensor]:
+    config = mask2former_config(tiny_model_config().decoder, NUM_CLASSES, [4, 8, 16, 32])
+    weights = {"loss_cross_entropy": 2.0, "loss_mask": 5.0, "loss_dice": 5.0}
+    torch.manual_seed(0)
+    return build_criterion(config, weights, ignore_pixels)(*_ignore_half_case(right))
 
-    ours_good, ours_bad = losses(IgnoreAwareMask2FormerLoss, -8.0), losses(IgnoreAwareMask2FormerLoss, 8.0)
-    assert torch.allclose(ours_good["loss_mask"], ours_bad["loss_mask"], atol=1e-3)
-    assert torch.allclose(ours_good["loss_dice"], ours_bad["loss_dice"], atol=1e-3)
-    assert ours_good["loss_mask"] < 0.2
-    stock_good, stock_bad = losses(Mask2FormerLoss, -8.0), losses(Mask2FormerLoss, 8.0)
-    assert stock_bad["loss_mask"] > stock_good["loss_mask"] + 1.0
+
+def test_excluded_loss_ignores_255_pixels() -> None:
+    """'excluded': a mask that is wrong only on ignored pixels costs nothing extra."""
+    good, bad = _losses("excluded", -8.0), _losses("excluded", 8.0)
+    assert torch.allclose(good["loss_mask"], bad["loss_mask"], atol=1e-3)
+    assert torch.allclose(good["loss_dice"], bad["loss_dice"], atol=1e-3)
+    assert good["loss_mask"] < 0.2
+
+
+def test_negative_loss_treats_255_pixels_as_negatives_like_the_reference() -> None:
+    """'negative' (reference): predicting the mask positive on 255 pixels costs more than under 'excluded',
+    and the default is exactly transformers' stock Mask2FormerLoss."""
+    neg_good, neg_bad = _losses("negative", -8.0), _losses("negative", 8.0)
+    exc_bad = _losses("excluded", 8.0)
+    assert neg_bad["loss_mask"] > neg_good["loss_mask"] + 1.0
+    assert neg_bad["loss_dice"] > neg_good["loss_dice"] + 0.1
+    assert neg_bad["loss_mask"] > exc_bad["loss_mask"] + 1.0
+    assert neg_bad["loss_dice"] > exc_bad["loss_dice"] + 0.1
+    config = mask2former_config(tiny_model_config().decoder, NUM_CLASSES, [4, 8, 16, 32])
+    weights = {"loss_cross_entropy": 2.0, "loss_mask": 5.0, "loss_dice": 5.0}
+    m, c, masks, classes, _ = _ignore_half_case(8.0)
+    torch.manual_seed(0)
+    stock = Mask2FormerLoss(config, weights)(m, c, masks, classes)
+    for key in ("loss_mask", "loss_dice", "loss_cross_entropy"):
+        assert torch.equal(stock[key], neg_bad[key]), key
+
+
+def test_segmenter_builds_the_configured_loss() -> None:
+    assert ModelConfig().loss.ignore_pixels == "negative"
+    assert isinstance(_build().criterion, StandardMask2FormerLoss)
+    cfg = tiny_model_config()
+    cfg.loss.ignore_pixels = "excluded"
+    torch.manual_seed(0)
+    assert isinstance(build_segmenter(cfg).criterion, IgnoreAwareMask2FormerLoss)
+    with pytest.raises(ValueError, match="ignore_pixels"):
+        ModelConfig.model_validate({"loss": {"ignore_pixels": "skip"}})
 
 
 # ---------------------------------------------------------------- inference

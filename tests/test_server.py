@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -41,6 +42,19 @@ def test_deployment_run_full_round(tmp_path):
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "Completed" in done.stdout
+        # The project's loggers reach the run's logs in Prefect (the UI, `prefect flow-run logs`).
+        logs: list[str] = []
+        while True:
+            body = json.dumps({"limit": 200, "offset": len(logs)}).encode()
+            request = urllib.request.Request(f"{local.api_url}/logs/filter", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                page = [entry["message"] for entry in json.load(reply)]
+            if not page:
+                break
+            logs += page
+        assert any(m.startswith("train warmup: step ") and " it/s, ETA " in m for m in logs), logs[-20:]
+        assert any("evaluate target-fog: mIoU" in m for m in logs), logs[-20:]
         # The server only ever listens on loopback.
         hosts = {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == local.port}
         assert hosts == {"127.0.0.1"}, hosts

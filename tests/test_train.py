@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -46,20 +49,37 @@ def test_source_transform_gives_crop_size_and_keeps_label_values(size):
         assert set(lab.unique().tolist()) <= set(label.unique().tolist()) | {IGNORE}  # nearest, never blended
 
 
-def test_source_padding_is_image_zero_label_ignore_even_after_jitter():
+def test_source_pads_before_jitter_and_flip_like_the_reference():
+    """Reference order (FixedSizeCrop(pad=True), then ColorAugSSD, then flip): the padding (image 0, label
+    255) is jittered with the image and can end up on the left after a flip."""
     image, label = _pair(40, 80)
     label[:] = 3
     # Scaled to a short side of 20 (-> 20x40), smaller than the 64x128 crop on both sides.
     tf = source_transform((H, W), base_size=(40, 80), scale_range=(0.5, 0.5), color_jitter=True)
-    brightened = 0
-    for seed in range(12):
+    flipped = lightened = 0
+    for seed in range(24):
         torch.manual_seed(seed)
         img, lab = tf(image, label)
-        assert (img[:, 20:, :] == 0).all() and (img[:, :, 40:] == 0).all()
-        assert (lab[20:, :] == IGNORE).all() and (lab[:, 40:] == IGNORE).all()
-        assert (lab[:20, :40] == 3).all()
-        brightened += int(img[:, :20, :40].float().mean() > 0)
-    assert brightened == 12
+        assert (lab[20:, :] == IGNORE).all()
+        left = bool((lab[:20, :40] == 3).all())
+        assert left or (lab[:20, W - 40 :] == 3).all()  # the image sits at the left, or flipped to the right
+        assert (lab[:20] == IGNORE).sum() == 20 * (W - 40)
+        flipped += int(not left)
+        pad = img[:, 20:, :]  # padded rows: 0 before the jitter, so anything above 0 came from it
+        lightened += int(pad.float().mean() > 0)
+    assert 0 < flipped < 24 and 0 < lightened < 24
+
+
+def test_ssd_saturation_scales_hsv_s_channel_not_a_grey_blend():
+    """detectron2 multiplies S in OpenCV's HSV: the brightest channel (V) stays; a blend with grey (what
+    torchvision's adjust_saturation does) would darken it towards the grey level."""
+    image = tv_tensors.Image(torch.tensor([[[200]], [[100]], [[50]]], dtype=torch.uint8).expand(3, 4, 4).clone())
+    jitter = SSDColorJitter(brightness_delta=0, p=1.0, contrast=(1.0, 1.0), saturation=(0.5, 0.5), hue_delta=0)
+    torch.manual_seed(0)
+    out = jitter(image)[:, 0, 0].tolist()
+    assert out[0] == 200  # V = max(R, G, B) is untouched
+    assert out[2] > 50 and out[1] > 100  # less saturated: the other channels move up towards V
+    assert abs(out[2] - 125) <= 2  # S 191 -> 95: min = V (1 - S/255) = 125.5
 
 
 def test_ssd_jitter_brightness_is_additive_on_255_scale_and_masks_pass_through():
@@ -360,3 +380,17 @@ def test_warmup_then_joint_rounds_commit_checkpoint_artifacts(tmp_path):
     assert cont["step"] == 5 and cont["samples_seen"] == 10  # the joint schedule continues across rounds
     again = train(cfg, src, [gen], round2, init_checkpoint=round1, iters=2, mode="joint")
     assert again["skipped"] and again["step"] == 5
+
+
+def test_training_logs_progress_lines_without_a_terminal(tmp_path, caplog, monkeypatch):
+    """Log files, nohup and Prefect workers get INFO lines with the rate and the ETA (no tqdm bar there)."""
+    import stages.train.loop as loop_mod
+
+    monkeypatch.setattr(loop_mod, "PROGRESS_LOG_INTERVAL_S", 0.0)
+    src = write_source(str(tmp_path / "src"))
+    with caplog.at_level(logging.INFO, logger="stages.train.loop"):
+        train(tiny_cfg(log_every=1), src, [], str(tmp_path / "w"), iters=3, mode="warmup")
+    lines = [r.getMessage() for r in caplog.records if r.name == "stages.train.loop"]
+    assert len(lines) == 3, lines
+    assert re.fullmatch(r"train warmup: step 3/3, loss \d+\.\d{4}, lr \S+, \d+\.\d\d it/s, ETA 0m00s", lines[-1])
+    assert lines[0].startswith("train warmup: step 1/3")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,11 +15,13 @@ RAY_STAGES = (*SHARDED_STAGES, "train")
 class TaskResources(Section):
     """What one shard task asks the Ray scheduler for (Ray's own `@ray.remote` options)."""
 
-    num_cpus: float = Field(1.0, ge=0)
-    num_gpus: float = Field(0.0, ge=0, description="fractions share a GPU, e.g. 0.5 = two tasks per GPU")
-    memory: int | None = Field(None, ge=0, description="bytes of RAM to reserve per task")
+    num_cpus: float = Field(1.0, ge=0, le=1 << 16)
+    num_gpus: float = Field(0.0, ge=0, le=1024, description="fractions share a GPU, e.g. 0.5 = two tasks per GPU")
+    memory: int | None = Field(None, ge=0, le=1 << 50, description="bytes of RAM to reserve per task")
     accelerator_type: str | None = Field(None, description="e.g. 'H100' (ray.util.accelerators)")
-    resources: dict[str, float] = Field(default_factory=dict, description="custom node resources")
+    resources: dict[str, Annotated[float, Field(ge=0, le=1e12)]] = Field(
+        default_factory=dict, description="custom node resources"
+    )
 
     def remote_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
@@ -37,7 +39,7 @@ class ExecutorConfig(Section):
         "local", description="'local': Prefect's thread pool in this process; 'ray': prefect-ray's RayTaskRunner"
     )
     local_workers: int = Field(
-        2, ge=1, description="'local': shard tasks running at once; they share one model and one device, so "
+        2, ge=1, le=1024, description="'local': shard tasks running at once; they share one model and one device, so "
         "more only adds memory (a batch in flight each) once compute and I/O overlap"
     )
     address: str | None = Field(
@@ -50,11 +52,11 @@ class ExecutorConfig(Section):
         default_factory=dict, description="per-stage task resources, keyed by stage name ('train': per worker)"
     )
     train_workers: int = Field(
-        0, ge=0, description="'ray': N > 0 trains each round data-parallel on N Ray Train workers (DDP); "
+        0, ge=0, le=100_000, description="'ray': N > 0 trains each round data-parallel on N Ray Train workers (DDP); "
         "0 trains in the flow's process"
     )
     train_max_failures: int = Field(
-        0, ge=-1, description="Ray Train restarts of the worker group after a failure (-1: unlimited); each "
+        0, ge=-1, le=100_000, description="Ray Train restarts of the worker group after a failure (-1: unlimited); each "
         "restart resumes from the last progress snapshot (train.checkpoint_every)"
     )
     train_storage: str | None = Field(

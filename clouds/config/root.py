@@ -43,35 +43,90 @@ class CloudsConfig(Section):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _format_error(e: Any) -> str:
+    """One pydantic error as `key: message (got value)`; the key is the dotted path in the YAML file."""
+    key = ".".join(str(p) for p in e["loc"]) or "<root>"
+    if e["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    shown = "" if isinstance(e.get("input"), dict) else f" (got {e['input']!r})"
+    return f"{key}: {msg}{shown}"
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict) else ""))
-    return "\n".join(lines)
+    """One line when one thing is wrong (what the CLI's `error:` line shows), else one line per key."""
+    errors = [_format_error(e) for e in err.errors()]
+    if len(errors) == 1:
+        return f"invalid config {source}: {errors[0]}"
+    return "\n".join([f"invalid config {source}:", *(f"  {line}" for line in errors)])
+
+
+_PLAIN = (str, int, float, bool, type(None))
+_YAML_KINDS = {"date": "a YAML date", "datetime": "a YAML timestamp", "bytes": "YAML binary data",
+               "set": "a YAML set"}
+
+
+def _check_plain(value: Any, key: str, source: str) -> None:
+    """Refuse values YAML can produce but no config field takes (dates, timestamps, binary, sets).
+
+    `2024-01-01` unquoted is a date to YAML; without this check it ended in a TypeError traceback from
+    json.dumps instead of an error naming the file and the key.
+    """
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, _PLAIN):
+                raise ConfigError(f"invalid config {source}: {key or '<root>'}: key {k!r} is "
+                                  f"{_YAML_KINDS.get(type(k).__name__, type(k).__name__)}, not a name")
+            _check_plain(v, f"{key}.{k}" if key else str(k), source)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{key}.{i}", source)
+    elif not isinstance(value, _PLAIN):
+        kind = _YAML_KINDS.get(type(value).__name__, f"a {type(value).__name__}")
+        raise ConfigError(f"invalid config {source}: {key or '<root>'}: {value} is {kind}, which no setting "
+                          "takes; quote it if you mean text")
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
+    """Set `a.b.c` in the tree; a numeric part indexes a list (`data.targets.0.root=/data/bdd`)."""
+    node: Any = tree
     *parents, leaf = dotted.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: {p} is not a section")
-    node[leaf] = value
+    for i, part in enumerate([*parents, leaf]):
+        where = ".".join([*parents, leaf][: i + 1])
+        last = i == len(parents)
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {dotted}: {where} is not an entry of a list of {len(node)} "
+                                  f"(entries are numbered 0..{len(node) - 1})")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override {dotted}: {where.rsplit('.', 1)[0]} is not a section")
 
 
 def parse_config(tree: Any, source: str = "<dict>", overrides: list[str] | None = None) -> CloudsConfig:
     """Validate a config tree; 'overrides' are 'a.b=value' strings whose value is parsed as YAML."""
     if not isinstance(tree, dict):
         raise ConfigError(f"invalid config {source}: the top level must be a mapping, got {type(tree).__name__}")
+    _check_plain(tree, "", source)
     tree = json.loads(json.dumps(tree))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key.path=value")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {' '.join(str(err).split())}") from None
+        _check_plain(value, key.strip(), f"{source} (--set {item})")
+        _set_dotted(tree, key.strip(), value)
     try:
         return CloudsConfig.model_validate(tree)
     except ValidationError as err:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from clouds.config.base import Section
+from clouds.config.base import MAX_BATCH, MAX_ITERS, MAX_SIDE, MAX_WEIGHT, Section
+
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+Scale = Annotated[float, Field(gt=0.0, le=100.0)]
 
 
 class PseudoLabelConfig(Section):
-    batch_size: int = 4
-    confidence_threshold: float | None = Field(None, description="null = reference (no threshold)")
+    batch_size: int = Field(4, ge=1, le=MAX_BATCH)
+    confidence_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="softmax confidence below which a pixel is ignored; null = reference (none)"
+    )
 
 
 class RefineConfig(Section):
@@ -20,45 +25,55 @@ class RefineConfig(Section):
         "vit_t", description="vit_t = MobileSAM (reference default), vit_h = SAM ViT-H; tiny = random test model"
     )
     sam_checkpoint: str | None = None
-    min_area: int = Field(5000, ge=0, description="components at or below this pixel area are dropped (768x768)")
+    min_area: int = Field(5000, ge=0, le=MAX_SIDE * MAX_SIDE, description="components at or below this pixel area are dropped (768x768)")
     min_area_fraction: float | None = Field(
         None, ge=0.0, lt=1.0, description="if set, overrides min_area as a share of H*W (5000/768^2 = 0.00848)"
     )
-    points_per_component: int = Field(5, ge=1)
+    points_per_component: int = Field(5, ge=1, le=1000)
     multimask: bool = True
     connectivity: Literal[4, 8] = 4
     superpixel_algorithm: Literal["slic", "felzenszwalb"] = "slic"
-    superpixel_segments: int = 400
-    superpixel_compactness: float = 10.0
-    felzenszwalb_scale: float = Field(100.0, description="felzenszwalb: higher means larger superpixels")
-    felzenszwalb_sigma: float = 0.8
-    felzenszwalb_min_size: int = 50
+    superpixel_segments: int = Field(400, ge=1, le=MAX_SIDE * MAX_SIDE)
+    superpixel_compactness: float = Field(10.0, gt=0.0, le=MAX_WEIGHT)
+    felzenszwalb_scale: float = Field(
+        100.0, gt=0.0, le=MAX_WEIGHT, description="felzenszwalb: higher means larger superpixels"
+    )
+    felzenszwalb_sigma: float = Field(0.8, ge=0.0, le=100.0)
+    felzenszwalb_min_size: int = Field(50, ge=0, le=MAX_SIDE * MAX_SIDE)
 
 
 class TrainConfig(Section):
-    warmup_iters: int = Field(40000, ge=1)
-    joint_iters: int = Field(40000, ge=1)
-    batch_size: int = Field(8, ge=1)
-    lr: float = 1e-5
+    warmup_iters: int = Field(40000, ge=1, le=MAX_ITERS)
+    joint_iters: int = Field(40000, ge=1, le=MAX_ITERS)
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH)
+    lr: float = Field(1e-5, gt=0.0, le=10.0)
     schedule: Literal["constant", "poly"] = "constant"
-    poly_power: float = 0.9
-    weight_decay: float = 0.05
-    grad_clip: float = 0.01
-    crop_size: tuple[int, int] = (768, 768)
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    base_size: tuple[int, int] = Field((1052, 1914), description="source (H, W) that random scaling starts from")
+    poly_power: float = Field(0.9, gt=0.0, le=100.0)
+    weight_decay: float = Field(0.05, ge=0.0, le=10.0)
+    grad_clip: float = Field(0.01, ge=0.0, le=MAX_WEIGHT, description="max gradient norm; 0 = no clipping")
+    crop_size: tuple[Side, Side] = Field((768, 768), description="(H, W) of training crops")
+    scale_range: tuple[Scale, Scale] = Field((0.5, 2.0), description="random rescaling (low, high), 0 < low <= high")
+    base_size: tuple[Side, Side] = Field((1052, 1914), description="source (H, W) that random scaling starts from")
     color_jitter: bool = True
-    repeat_factor: float = Field(2.0, ge=0.0, description="oversampling of generated images (GTA 2.0, SYNTHIA 0.7, CS 0.2)")
+    repeat_factor: float = Field(2.0, ge=0.0, le=1000.0, description="oversampling of generated images (GTA 2.0, SYNTHIA 0.7, CS 0.2)")
     ema_alpha: float = Field(0.999, ge=0.0, le=1.0)
-    ema_period: int = Field(100, ge=1, description="teacher EMA update every N iterations")
-    checkpoint_every: int = Field(1000, ge=1, description="resumable snapshot every N iterations")
-    log_every: int = Field(20, ge=1)
-    num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
+    ema_period: int = Field(100, ge=1, le=MAX_ITERS, description="teacher EMA update every N iterations")
+    checkpoint_every: int = Field(1000, ge=1, le=MAX_ITERS, description="resumable snapshot every N iterations")
+    log_every: int = Field(20, ge=1, le=MAX_ITERS)
+    num_workers: int = Field(2, ge=0, le=1024, description="DataLoader worker processes")
+
+    @field_validator("scale_range")
+    @classmethod
+    def _scale_order(cls, value: tuple[float, float]) -> tuple[float, float]:
+        """A field validator (not a model one) so that the error names `train.scale_range` itself."""
+        if value[0] > value[1]:
+            raise ValueError(f"low ({value[0]}) is larger than high ({value[1]})")
+        return value
 
 
 class EvaluateConfig(Section):
-    short_side: int | None = Field(1024, ge=1, description="resize short side to this (null = native size)")
-    batch_size: int = Field(1, ge=1, description="images per forward pass (only equal-sized images share one)")
+    short_side: int | None = Field(1024, ge=1, le=MAX_SIDE, description="resize short side to this (null = native size)")
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="images per forward pass (only equal-sized images share one)")
     weights: Literal["student", "teacher"] = Field("student", description="which network of a checkpoint to score")
     label_resolution: Literal["resized", "native"] = Field(
         "resized",
@@ -68,5 +83,5 @@ class EvaluateConfig(Section):
 
 
 class LoopConfig(Section):
-    rounds: int = Field(1, ge=1)
-    round_iters: int | None = Field(None, description="joint iterations per round (default: joint_iters/rounds)")
+    rounds: int = Field(1, ge=1, le=1000)
+    round_iters: int | None = Field(None, ge=1, le=MAX_ITERS, description="joint iterations per round (default: joint_iters/rounds)")

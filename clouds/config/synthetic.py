@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from clouds.config.base import Section
+from clouds.config.base import MAX_BATCH, MAX_COUNT, MAX_SIDE, Section
 
 DEFAULT_INSTRUCTION = (
     "Write one short description of a photo of an urban street scene, between 8 and 17 words. "
@@ -20,19 +20,19 @@ DEFAULT_INSTRUCTION = (
 class PromptsConfig(Section):
     backend: Literal["template", "transformers", "vllm"] = "template"
     model: str | None = Field(None, description="HF repo id or local folder (transformers, vllm)")
-    count: int = Field(100, ge=1)
+    count: int = Field(100, ge=1, le=MAX_COUNT)
     instruction: str = DEFAULT_INSTRUCTION
-    min_words: int = Field(8, ge=1)
-    max_words: int = Field(17, ge=1)
+    min_words: int = Field(8, ge=1, le=1000)
+    max_words: int = Field(17, ge=1, le=1000)
     prefixes: list[str] = Field(default_factory=lambda: ["A photo of a", "A picture of a", "A snapshot of a"])
     require_prefix: bool = True
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0, le=100.0)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(16, ge=1, description="transformers: prompts per generate() call")
-    max_attempts: int = Field(20, ge=1, description="request rounds before giving up on reaching 'count'")
-    tensor_parallel_size: int = Field(1, ge=1, description="vllm only")
-    pipeline_parallel_size: int = Field(1, ge=1, description="vllm only")
+    max_new_tokens: int = Field(48, ge=1, le=1 << 16)
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="transformers: prompts per generate() call")
+    max_attempts: int = Field(20, ge=1, le=10_000, description="request rounds before giving up on reaching 'count'")
+    tensor_parallel_size: int = Field(1, ge=1, le=1024, description="vllm only")
+    pipeline_parallel_size: int = Field(1, ge=1, le=1024, description="vllm only")
     distributed_executor_backend: Literal["mp", "ray"] | None = Field(
         None, description="vllm only: 'mp' (one node) or 'ray' (GPUs of several nodes of a Ray cluster); null = vLLM's choice"
     )
@@ -50,13 +50,13 @@ class PromptsConfig(Section):
 class SynthesizeConfig(Section):
     backend: Literal["diffusers", "toycity"] = "toycity"
     model: str | None = Field("stabilityai/stable-diffusion-2", description="diffusers repo id or local folder")
-    num_images: int = Field(5000, ge=1)
-    height: int = Field(768, ge=16)
-    width: int = Field(768, ge=16)
-    steps: int = Field(50, ge=1)
-    guidance_scale: float = 7.5
+    num_images: int = Field(5000, ge=1, le=MAX_COUNT)
+    height: int = Field(768, ge=16, le=MAX_SIDE)
+    width: int = Field(768, ge=16, le=MAX_SIDE)
+    steps: int = Field(50, ge=1, le=10_000)
+    guidance_scale: float = Field(7.5, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
     scheduler: Literal["euler", "default"] = Field("euler", description="'default' keeps the pipeline's own")
     dtype: Literal["float16", "bfloat16", "float32"] = Field("float16", description="on GPU; CPU runs float32")
-    batch_size: int = Field(8, ge=1, description="prompts per pipeline call")
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="prompts per pipeline call")
     negative_prompt: str | None = None
-    max_retries: int = Field(3, ge=0, description="new seeds tried for a NaN/black image before failing")
+    max_retries: int = Field(3, ge=0, le=1000, description="new seeds tried for a NaN/black image before failing")

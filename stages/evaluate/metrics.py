@@ -1,4 +1,10 @@
-"""Confusion-matrix mIoU over the 19 train-id classes (SPEC "Evaluation")."""
+"""Confusion-matrix mIoU over the 19 train-id classes (SPEC "Evaluation").
+
+Two published rules average the per-class IoU, and they differ when a class is predicted but absent from
+the target's labels (IoU 0 under one, not counted under the other):
+* ``union``: classes with a non-zero union (Cityscapes' official evaluator, cityscapesscripts);
+* ``gt-present``: classes with ground-truth pixels (the reference's evaluator for BDD, Mapillary, ACDC).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import numpy as np
 import torch
 
 from clouds.labels import IGNORE, NUM_CLASSES
+
+AVERAGE_RULES = ("union", "gt-present")
 
 
 def confusion_matrix(
@@ -39,10 +47,20 @@ def iou_per_class(confusion: torch.Tensor | np.ndarray) -> np.ndarray:
         return np.where(union > 0, tp / union, np.nan)
 
 
-def mean_iou(confusion: torch.Tensor | np.ndarray) -> float:
-    """Mean IoU over classes with a non-zero union (NaN if there is none)."""
-    iou = iou_per_class(confusion)
-    return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+def scored_classes(confusion: torch.Tensor | np.ndarray, average: str = "union") -> np.ndarray:
+    """Boolean mask of the classes that `average` counts in the mean (see the module docstring)."""
+    conf = np.asarray(confusion.cpu() if isinstance(confusion, torch.Tensor) else confusion, dtype=np.float64)
+    if average == "union":
+        return np.isfinite(iou_per_class(conf))
+    if average == "gt-present":
+        return conf.sum(1) > 0  # rows are ground truth
+    raise ValueError(f"average must be one of {AVERAGE_RULES}, got {average!r}")
+
+
+def mean_iou(confusion: torch.Tensor | np.ndarray, average: str = "union") -> float:
+    """Mean IoU over the classes `average` counts (NaN if there is none)."""
+    keep = scored_classes(confusion, average)
+    return float(iou_per_class(confusion)[keep].mean()) if keep.any() else float("nan")
 
 
 def pixel_accuracy(confusion: torch.Tensor | np.ndarray) -> float:

@@ -16,9 +16,16 @@ def _pct(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 
+AVERAGE_NOTES = {
+    "union": "classes with a non-zero union (Cityscapes' official rule)",
+    "gt-present": "classes with ground-truth pixels (the reference's BDD/Mapillary/ACDC rule)",
+}
+
+
 def markdown_table(per_class: dict[str, np.ndarray], miou: dict[str, float], images: dict[str, int],
-                   title: str) -> str:
-    """Classes as rows, domains as columns, IoU in percent; '–' marks classes absent from a domain."""
+                   title: str, averages: dict[str, str] | None = None) -> str:
+    """Classes as rows, domains as columns, IoU in percent; '–' marks classes the domain's rule leaves out."""
+    averages = averages or dict.fromkeys(per_class, "union")
     domains = list(per_class)
     lines = [f"# {title}", "", "| class | " + " | ".join(domains) + " |",
              "|---|" + "---:|" * len(domains)]
@@ -26,11 +33,13 @@ def markdown_table(per_class: dict[str, np.ndarray], miou: dict[str, float], ima
         lines.append(f"| {name} | " + " | ".join(_pct(per_class[d][c]) for d in domains) + " |")
     lines.append("| **mIoU** | " + " | ".join(f"**{_pct(miou[d])}**" for d in domains) + " |")
     lines.append("| images | " + " | ".join(str(images[d]) for d in domains) + " |")
+    lines.append("| classes averaged | " + " | ".join(averages[d] for d in domains) + " |")
     if len(domains) > 1:
         finite = [v for v in miou.values() if not math.isnan(v)]
         mean = sum(finite) / len(finite) if finite else float("nan")
         lines += ["", f"Mean mIoU over {len(domains)} domains: **{_pct(mean)}**"]
-    lines += ["", "IoU in percent; classes with no pixel in the labels and none predicted are left out of the mean."]
+    lines += ["", "IoU in percent. Each domain's mIoU averages "
+              + "; ".join(f"`{rule}`: {AVERAGE_NOTES[rule]}" for rule in sorted(set(averages.values()))) + "."]
     return "\n".join(lines) + "\n"
 
 

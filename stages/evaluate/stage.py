@@ -1,8 +1,12 @@
 """The evaluate stage: confusion-matrix mIoU of a segmenter on every target artifact (SPEC "Evaluation").
 
-Protocol: whole image, single scale, short side resized to `short_side` (bilinear image, nearest label;
-null = native), no sliding window, no TTA. Output is a committed folder artifact holding per-domain and
-per-class IoU (parquet), the raw confusion matrices, a markdown table and a bar chart.
+Protocol: whole image, single scale, short side resized to `short_side` (null = native), no sliding window,
+no TTA, exactly as the reference's test mapper (detectron2 `ResizeShortestEdge`): output size rounded to
+the nearest pixel, image resized with PIL bilinear, label with PIL nearest (pixel centres). torchvision's
+legacy `nearest` is half a pixel off the bilinear image and cost a perfect prediction ~10 mIoU on
+Mapillary-sized images. Each target is averaged by its own rule (`metrics.AVERAGE_RULES`), recorded in
+the artifact. Output is a committed folder artifact holding per-domain and per-class IoU (parquet), the raw
+confusion matrices, a markdown table and a bar chart.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as TF
+from PIL import Image
 from torch import nn
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
 from artifacts import (
     ArtifactError,
@@ -37,7 +40,14 @@ from clouds.config import EvaluateConfig
 from clouds.device import resolve_device
 from clouds.labels import CLASS_NAMES, NUM_CLASSES, check_train_ids
 from models.checkpoint import load_checkpoint
-from stages.evaluate.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from stages.evaluate.metrics import (
+    AVERAGE_RULES,
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    pixel_accuracy,
+    scored_classes,
+)
 from stages.evaluate.report import bar_chart, markdown_table
 from stages.sharded import Lazy, ShardedJob
 
@@ -48,24 +58,51 @@ LABEL_MEMBER = "seg.png"
 DOMAIN_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
-def evaluate_config_hash(cfg: EvaluateConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+DEFAULT_AVERAGE = "union"
+"""The rule of a target the caller gave none for (a class predicted but absent from the labels counts 0).
+The pipeline always passes each target's configured rule (`data.targets[i].average`)."""
+
+
+def evaluate_config_hash(cfg: EvaluateConfig, averages: dict[str, str] | None = None) -> str:
+    """Settings and the averaging rule of each target: changing a target's rule re-scores it."""
+    content: dict[str, Any] = cfg.model_dump(mode="json")
+    if averages:
+        content["average"] = dict(sorted(averages.items()))
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(H, W) with the short side at `short_side`, rounded like detectron2's ResizeShortestEdge."""
+    scale = short_side / min(height, width)
+    if height < width:
+        new_h, new_w = float(short_side), scale * width
+    else:
+        new_h, new_w = scale * height, float(short_side)
+    return int(new_h + 0.5), int(new_w + 0.5)
 
 
 def resize_short_side(
     image: torch.Tensor, label: torch.Tensor | None, short_side: int | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Image [3,H,W] bilinear (antialiased), label [H,W] nearest, so that min(H, W) == short_side."""
-    if short_side is None or min(image.shape[-2:]) == short_side:
+    """Image [3,H,W] uint8 with PIL bilinear, label [H,W] uint8 with PIL nearest: the reference's resize."""
+    h, w = image.shape[-2:]
+    if short_side is None or min(h, w) == short_side:
         return image, label
-    img = F.resize(tv_tensors.Image(image), [short_side], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-    lab = None if label is None else F.resize(tv_tensors.Mask(label), [short_side]).as_subclass(torch.Tensor)
-    return img.as_subclass(torch.Tensor), lab
+    new_h, new_w = resized_size(h, w, short_side)
+    pil = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    img = torch.from_numpy(np.array(pil.resize((new_w, new_h), Image.BILINEAR))).permute(2, 0, 1).contiguous()
+    if label is None:
+        return img, None
+    lab = Image.fromarray(label.numpy()).resize((new_w, new_h), Image.NEAREST)
+    return img, torch.from_numpy(np.array(lab))
 
 
-def _samples(url: str, shard: int | None = None) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(key, image uint8 [3,H,W], label uint8 [H,W]) of a target artifact (or one shard of it), checked."""
-    art = open_artifact(url)
+def _samples(
+    url: str, shard: int | None = None, verify: bool = True
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(key, image uint8 [3,H,W], label uint8 [H,W]) of a target artifact (or one shard of it), checked
+    (`verify`: member sha256s too, artifacts.verify_reads)."""
+    art = open_artifact(url, verify=verify)
     shards = None if shard is None else [art.shards[shard]]
     for s in art.iter_samples(shards, members={"png", "jpg", "jpeg", LABEL_MEMBER}):
         where = f"{url}, sample {s['__key__']!r}"
@@ -90,7 +127,8 @@ def _predict(model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]
 
 
 def confusion_on(
-    model: nn.Module, url: str, cfg: EvaluateConfig, device: torch.device, shard: int | None = None
+    model: nn.Module, url: str, cfg: EvaluateConfig, device: torch.device, shard: int | None = None,
+    verify: bool = True,
 ) -> tuple[torch.Tensor, int]:
     """Accumulated confusion matrix of `model` over one target artifact (or one shard), and its image count."""
     conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64, device=device)
@@ -106,7 +144,7 @@ def confusion_on(
             conf += confusion_matrix(pred, lab)
         batch.clear()
 
-    for _, image, label in _samples(url, shard):
+    for _, image, label in _samples(url, shard, verify):
         resized, resized_label = resize_short_side(image, label, cfg.short_side)
         target = label if native else resized_label
         if batch and (len(batch) == cfg.batch_size or batch[0][0].shape != resized.shape):
@@ -152,12 +190,15 @@ def evaluate(
     output_url: str,
     *,
     device: str = "auto",
+    averages: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Score a model (or a committed checkpoint artifact) on each target; commit the report at `output_url`.
 
-    Returns {"url", "miou": {domain: mIoU}, "mean_miou", "images": {domain: n}}.
+    `averages` maps a target to its class-averaging rule ("union" or "gt-present"; `DEFAULT_AVERAGE` for a
+    target left out). Returns {"url", "miou": {domain: mIoU}, "mean_miou", "images", "average"}.
     """
-    config_hash = evaluate_config_hash(cfg)
+    averages = target_averages(target_urls, averages)
+    config_hash = evaluate_config_hash(cfg, averages)
     if is_committed(output_url):
         lineage = read_lineage(output_url)
         if lineage.get("config_hash") == config_hash and [i["url"] for i in lineage.get("inputs", [])] == _inputs(
@@ -166,7 +207,21 @@ def evaluate(
             log.info("evaluate: %s already committed, skipping", output_url)
             return {**lineage.get("stats", {}), "skipped": True}
         raise ArtifactError(f"{output_url} is already a committed evaluation of another model, targets or settings")
-    return prepare_evaluate(model_or_checkpoint_url, target_urls, cfg, output_url, device=device).run_all()
+    return prepare_evaluate(
+        model_or_checkpoint_url, target_urls, cfg, output_url, device=device, averages=averages
+    ).run_all()
+
+
+def target_averages(target_urls: dict[str, str], averages: dict[str, str] | None) -> dict[str, str]:
+    """The rule of every target, refusing unknown rules and rules for targets that are not scored."""
+    averages = dict(averages or {})
+    unknown = sorted(set(averages) - set(target_urls))
+    if unknown:
+        raise ValueError(f"averaging rules given for targets {unknown} that are not evaluated")
+    for name, rule in averages.items():
+        if rule not in AVERAGE_RULES:
+            raise ValueError(f"target {name!r}: average must be one of {AVERAGE_RULES}, got {rule!r}")
+    return {name: averages.get(name, DEFAULT_AVERAGE) for name in target_urls}
 
 
 def _inputs(model_or_checkpoint_url: nn.Module | str, target_urls: dict[str, str]) -> list[str]:
@@ -180,6 +235,8 @@ def prepare_evaluate(
     output_url: str,
     *,
     device: str = "auto",
+    averages: dict[str, str] | None = None,
+    verify: bool = True,
 ) -> ShardedJob:
     """One unit per (target, shard): a confusion matrix each, summed by `finish`, which writes the report.
 
@@ -191,13 +248,14 @@ def prepare_evaluate(
     for name in target_urls:
         if not DOMAIN_RE.match(name):
             raise ValueError(f"target name {name!r} must be [A-Za-z0-9_-] (it names files in the report)")
+    averages = target_averages(target_urls, averages)
     units = [(name, url, k) for name, url in target_urls.items() for k in range(len(open_artifact(url).shards))]
     torch_device = resolve_device(device)
     model = Lazy(lambda: _load_model(model_or_checkpoint_url, cfg, torch_device))
 
     def run_unit(i: int) -> dict[str, Any]:
         _, url, shard = units[i]
-        conf, count = confusion_on(model.get(), url, cfg, torch_device, shard)
+        conf, count = confusion_on(model.get(), url, cfg, torch_device, shard, verify)
         return {"confusion": conf.numpy().tolist(), "images": count}
 
     def finish(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -212,7 +270,7 @@ def prepare_evaluate(
         for name, url in target_urls.items():
             if images[name] == 0:
                 raise ArtifactError(f"{url} holds no samples to evaluate")
-        return write_report(model_or_checkpoint_url, target_urls, cfg, output_url, confusions, images)
+        return write_report(model_or_checkpoint_url, target_urls, cfg, output_url, confusions, images, averages)
 
     return ShardedJob(num_shards=len(units), run_shard=run_unit, finish=finish, name=STAGE)
 
@@ -224,12 +282,17 @@ def write_report(
     output_url: str,
     confusions: dict[str, np.ndarray],
     images: dict[str, int],
+    averages: dict[str, str],
 ) -> dict[str, Any]:
-    """Commit the folder artifact: per-class and per-domain parquet, raw confusions, markdown and a chart."""
-    per_class = {name: iou_per_class(conf) for name, conf in confusions.items()}
-    miou = {name: mean_iou(conf) for name, conf in confusions.items()}
+    """Commit the folder artifact: per-class and per-domain parquet, raw confusions, markdown and a chart.
+
+    A class the target's rule leaves out of the mean has IoU null (its tp/fp/fn stay in the table)."""
+    scored = {name: scored_classes(conf, averages[name]) for name, conf in confusions.items()}
+    per_class = {name: np.where(scored[name], iou_per_class(conf), np.nan) for name, conf in confusions.items()}
+    miou = {name: mean_iou(conf, averages[name]) for name, conf in confusions.items()}
     for name in target_urls:
-        log.info("evaluate %s: mIoU %.2f over %d images", name, 100 * miou[name], images[name])
+        log.info("evaluate %s: mIoU %.2f over %d images (classes averaged: %s)",
+                 name, 100 * miou[name], images[name], averages[name])
 
     folder = Folder.at(output_url)
     folder.remove()
@@ -248,13 +311,14 @@ def write_report(
     summary_rows = [{
         "domain": name, "url": target_urls[name], "images": images[name], "miou": miou[name],
         "pixel_accuracy": pixel_accuracy(confusions[name]),
-        "classes_scored": int(np.isfinite(per_class[name]).sum()),
+        "average": averages[name],
+        "classes_scored": int(scored[name].sum()),
     } for name in target_urls]
     folder.write_atomic("per_class.parquet", _parquet(pa.Table.from_pylist(class_rows)))
     folder.write_atomic("summary.parquet", _parquet(pa.Table.from_pylist(summary_rows)))
     model_name = model_or_checkpoint_url if isinstance(model_or_checkpoint_url, str) else type(model_or_checkpoint_url).__name__
     title = f"mIoU of {model_name} ({cfg.weights})"
-    folder.write_atomic("report.md", markdown_table(per_class, miou, images, title).encode())
+    folder.write_atomic("report.md", markdown_table(per_class, miou, images, title, averages).encode())
     folder.write_atomic("iou.png", bar_chart(per_class, miou, title))
 
     finite = [v for v in miou.values() if not np.isnan(v)]
@@ -263,7 +327,8 @@ def write_report(
         "miou": {k: (None if np.isnan(v) else v) for k, v in miou.items()},
         "mean_miou": float(np.mean(finite)) if finite else None,
         "images": images,
+        "average": averages,
     }
-    commit_folder(output_url, stage=STAGE, config_hash=evaluate_config_hash(cfg),
+    commit_folder(output_url, stage=STAGE, config_hash=evaluate_config_hash(cfg, averages),
                   inputs=_inputs(model_or_checkpoint_url, target_urls), params=cfg.model_dump(mode="json"), stats=stats)
     return stats

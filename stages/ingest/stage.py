@@ -47,8 +47,9 @@ def with_class_pixels(sample: Sample) -> Sample:
 
 
 def default_config_hash(spec: DatasetSpec, artifacts_cfg: ArtifactConfig) -> str:
-    """What the output depends on: the dataset spec and how images are stored (not the sharding)."""
-    payload = {"dataset": spec.model_dump(mode="json"), "image_format": artifacts_cfg.image_format}
+    """What the output depends on: the dataset spec and how images are stored (not the sharding, nor the
+    evaluation-only averaging rule, which the evaluate stage hashes)."""
+    payload = {"dataset": spec.model_dump(mode="json", exclude={"average"}), "image_format": artifacts_cfg.image_format}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -81,13 +81,14 @@ def prepare_pseudo_label(
     device: torch.device,
     overwrite: bool = False,
     attach: bool = False,
+    verify: bool = True,
 ) -> ShardedJob:
     """One output shard per input shard; shards done by an interrupted run are kept.
 
     With `teacher=None` the teacher is loaded from `checkpoint_url` by the first shard that runs, so a
     driver that hands its shards to other processes never loads it.
     """
-    images = open_artifact(images_url)
+    images = open_artifact(images_url, verify=verify)  # verify: artifacts.verify_reads
     writer = ArtifactWriter(
         output_url, stage="pseudo-label", config_hash=config_hash(cfg), inputs=[images_url, checkpoint_url],
         params=cfg.model_dump(mode="json"), overwrite=overwrite, attach=attach,

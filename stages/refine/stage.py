@@ -270,12 +270,13 @@ def prepare_refine(
     refine: RefineFn | None = None,
     overwrite: bool = False,
     attach: bool = False,
+    verify: bool = True,
 ) -> ShardedJob:
     """One task per input shard. The refiner (SAM) is built on the first shard that needs it, once.
 
     `refine` replaces the refiner `cfg` describes (e.g. one already holding a loaded SAM).
     """
-    source = open_artifact(input_url)
+    source = open_artifact(input_url, verify=verify)  # verify: artifacts.verify_reads
     writer = ArtifactWriter(
         output_url,
         stage=STAGE,

@@ -19,6 +19,8 @@ class RoundResult:
     pseudo_before: float | None = None
     pseudo_after: float | None = None
     links: dict[str, str] = field(default_factory=dict)
+    average: dict[str, str] = field(default_factory=dict)
+    """Class-averaging rule of each domain's mIoU ("union" or "gt-present"), as the evaluate stage recorded it."""
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -32,7 +34,12 @@ def _pct(v: float | None) -> str:
 def _miou_table(rounds: Sequence[RoundResult]) -> str:
     domains = sorted({d for r in rounds for d in r.miou})
     targets = [d for d in domains if not figures.is_in_domain(d)]
-    head = "".join(f"<th>{html.escape(d)}{' (in-domain)' if figures.is_in_domain(d) else ''}</th>" for d in domains)
+    rules = {d: r.average[d] for r in rounds for d in r.average}
+    head = "".join(
+        f"<th>{html.escape(d)}{' (in-domain)' if figures.is_in_domain(d) else ''}"
+        f"{f'<br><small>mean over {html.escape(rules[d])} classes</small>' if d in rules else ''}</th>"
+        for d in domains
+    )
     head += "<th>mean of targets</th>" if targets else ""
     base = rounds[0] if rounds else None
     rows = []

@@ -175,12 +175,13 @@ def prepare_synthesize(
     image_format: str = "png",
     overwrite: bool = False,
     attach: bool = False,
+    verify: bool = True,
 ) -> ShardedJob:
     """The stage as shards (one task each); shards finished by an interrupted run are kept.
 
     The backend (the model) is loaded only when a shard actually has to be rendered.
     """
-    prompts = open_artifact(prompts_url)
+    prompts = open_artifact(prompts_url, verify=verify)  # verify: artifacts.verify_reads
     records = read_prompts(prompts)
     jobs = plan_images(records, cfg.num_images, seed)
     writer = ArtifactWriter(

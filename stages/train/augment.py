@@ -1,8 +1,9 @@
 """Training augmentations (SPEC "Training recipe"), built from torchvision.transforms.v2 on Image/Mask pairs.
 
-Source images: random rescale of the base short side (0.5-2.0), random crop up to the crop size,
-SSD colour jitter, horizontal flip, then padding to the crop size (image 0, label 255). The padding
-comes last, as in the reference mapper, so the jitter never lightens the padded border.
+Source images, in the reference mapper's order: random rescale of the base short side (0.5-2.0), random
+crop padded to the crop size (image 0, label 255; detectron2 `FixedSizeCrop(pad=True)`), then SSD colour
+jitter, then horizontal flip. Padding before the jitter means the jitter's brightness offset can lighten the
+padded border, and the flip can move it to the left: both as in the reference.
 Generated images: flip only at native size; the teacher's clean view and the student's jittered view
 share that flip so a pseudo label made on one is the label of the other.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torchvision import tv_tensors
@@ -32,10 +34,11 @@ class SSDColorJitter(v2.Transform):
     """The SSD photometric distortion with the reference's semantics (detectron2 ColorAugSSDTransform).
 
     torchvision's RandomPhotometricDistort is a different recipe: multiplicative brightness, contrast
-    blended towards the mean grey, and a random channel permutation. The reference instead adds a
-    brightness offset on the 0-255 scale and multiplies for contrast, then edits saturation and hue
-    (OpenCV hue units: 180 per turn, so hue_delta 18 is +-36 degrees). Saturation and hue use
-    torchvision's kernels. Each edit fires with probability p; contrast goes first or last at random.
+    blended towards the mean grey, and a random channel permutation; its saturation blends with grey. The
+    reference adds a brightness offset on the 0-255 scale, multiplies for contrast, and edits saturation
+    and hue in OpenCV's uint8 HSV: S is multiplied (clipped, truncated), H shifted modulo 180 (OpenCV hue
+    units, so hue_delta 18 is +-36 degrees). Saturation and hue therefore go through OpenCV here too, the
+    library detectron2 calls. Each edit fires with probability p; contrast goes first or last at random.
     """
 
     def __init__(
@@ -78,6 +81,20 @@ class SSDColorJitter(v2.Transform):
             out.add_(beta)
         return out.clamp_(0, 255).to(torch.uint8)
 
+    @staticmethod
+    def _hsv(image: torch.Tensor, saturation: float | None, hue: int | None) -> torch.Tensor:
+        """Saturation then hue, each a round trip through OpenCV's uint8 HSV as the reference does."""
+        rgb = image.permute(1, 2, 0).contiguous().numpy()
+        if saturation is not None:
+            hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+            hsv[:, :, 1] = np.clip(hsv[:, :, 1].astype(np.float32) * saturation, 0, 255).astype(np.uint8)
+            rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        if hue is not None:
+            hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+            hsv[:, :, 0] = ((hsv[:, :, 0].astype(np.int32) + hue) % 180).astype(np.uint8)
+            rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if not isinstance(inpt, tv_tensors.Image):
             return inpt
@@ -88,17 +105,15 @@ class SSDColorJitter(v2.Transform):
             image = self._affine(image, 1.0, params["brightness"])
         if params["contrast"] is not None and params["contrast_first"]:
             image = self._affine(image, params["contrast"], 0.0)
-        if params["saturation"] is not None:
-            image = F.adjust_saturation(image, params["saturation"])
-        if params["hue"] is not None:
-            image = F.adjust_hue(image, params["hue"] / 180.0)
+        if params["saturation"] is not None or params["hue"] is not None:
+            image = self._hsv(image, params["saturation"], params["hue"])
         if params["contrast"] is not None and not params["contrast_first"]:
             image = self._affine(image, params["contrast"], 0.0)
         return tv_tensors.wrap(image, like=inpt)
 
 
 class RandomCropWithin(v2.Transform):
-    """A random crop of at most `size`: sides shorter than the crop are kept whole (padded later)."""
+    """A random crop of at most `size`: sides shorter than the crop are kept whole (padded next)."""
 
     def __init__(self, size: tuple[int, int]):
         super().__init__()
@@ -140,7 +155,8 @@ def source_transform(
     scale_range: tuple[float, float] = (0.5, 2.0),
     color_jitter: bool = True,
 ) -> v2.Transform:
-    """The source-domain pipeline; the short side is rescaled to scale x min(base_size), aspect kept."""
+    """The source-domain pipeline in the reference's order (scale, crop + pad, jitter, flip); the short side
+    is rescaled to scale x min(base_size), aspect kept."""
     lo, hi = scale_range
     if not 0 < lo <= hi:
         raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
@@ -149,10 +165,11 @@ def source_transform(
     steps: list[v2.Transform] = [
         v2.RandomResize(min_side, max_side + 1, interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
         RandomCropWithin(crop_size),
+        PadTo(crop_size),
     ]
     if color_jitter:
         steps.append(SSDColorJitter())
-    steps += [v2.RandomHorizontalFlip(0.5), PadTo(crop_size)]
+    steps.append(v2.RandomHorizontalFlip(0.5))
     return v2.Compose(steps)
 
 

@@ -115,7 +115,7 @@ def save_progress(output_url: str, state: TrainState, model_cfg: Any, identity: 
     progress.write_atomic(LATEST, json.dumps({"dir": name, "step": state.step, "identity": identity},
                                              sort_keys=True).encode())
     if previous is not None and previous != progress.url_of(name):
-        Folder.at(previous).remove()
+        Folder.at(previous).remove(within=progress.url)  # LATEST.json is read from storage: never trust its 'dir'
     log.info("saved progress checkpoint %s", progress.url_of(name))
     return progress.url_of(name)
 

@@ -8,6 +8,7 @@ batches are the same whatever the number of DataLoader workers and wherever a ru
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -45,11 +46,15 @@ class LabeledArtifact:
     renderer's ground truth, for diagnostics) never reaches training.
     """
 
-    def __init__(self, url: str, label_member: str = LABEL_MEMBER):
-        art = open_artifact(url)
+    def __init__(self, url: str, label_member: str = LABEL_MEMBER, *, verify: bool = True):
+        """`verify` checks each read member's sha256 against the manifest (artifacts.verify_reads)."""
+        art = open_artifact(url, verify=verify)
         self.url = art.url
         self.label_member = label_member
-        rows = art.manifest.select(["key", "shard", "members", "member_bytes"]).to_pylist()
+        self.verify = verify
+        rows = art.manifest.select(["key", "shard", "members", "member_bytes", "member_sha256"]).to_pylist()
+        # Only the two members training reads, as raw digests: a few dozen bytes per sample.
+        self.digests: list[dict[str, bytes]] = []
         if not rows:
             raise ArtifactError(f"{self.url} holds no samples to train on")
         self.keys: list[str] = []
@@ -65,6 +70,8 @@ class LabeledArtifact:
                 )
             sizes = dict(row["member_bytes"])
             wanted[key] = {"image": (image, sizes[image]), "label": (label_member, sizes[label_member])}
+            hashes = dict(row["member_sha256"])
+            self.digests.append({"image": bytes.fromhex(hashes[image]), "label": bytes.fromhex(hashes[label_member])})
             self.keys.append(key)
         self.spans = self._index(art.folder, art.shards, wanted)
         self.fs = art.folder.fs
@@ -109,12 +116,23 @@ class LabeledArtifact:
             raise ArtifactError(f"{self.url}/{span.shard} is truncated: short read at byte {span.offset}")
         return data
 
+    def _read_checked(self, index: int, role: str) -> bytes:
+        """A member's bytes, checked against the manifest: a label swapped between samples still decodes."""
+        span = self.spans[index][role]
+        data = self._read(span)
+        if self.verify and hashlib.sha256(data).digest() != self.digests[index][role]:
+            raise ArtifactError(
+                f"{self.url}/{span.shard}, sample {self.keys[index]!r}: member {span.member!r} fails its sha256 "
+                "check (corrupt data)"
+            )
+        return data
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         key, spans = self.keys[index], self.spans[index]
         where = f"{self.url}, sample {key!r}"
         try:
-            image = decode_member(spans["image"].member, self._read(spans["image"]))
-            label = decode_member(self.label_member, self._read(spans["label"]))
+            image = decode_member(spans["image"].member, self._read_checked(index, "image"))
+            label = decode_member(self.label_member, self._read_checked(index, "label"))
         except ArtifactError:
             raise
         except Exception as err:  # PIL raises several types for undecodable bytes
@@ -185,9 +203,11 @@ class _Batches:
 class TrainData:
     """The source artifact plus any generated ones, mixed by repeat factor."""
 
-    def __init__(self, cfg: TrainConfig, source_url: str, synthetic_urls: Sequence[str], seed: int):
+    def __init__(
+        self, cfg: TrainConfig, source_url: str, synthetic_urls: Sequence[str], seed: int, *, verify: bool = True
+    ):
         self.cfg = cfg
-        self.artifacts = [LabeledArtifact(source_url)] + [LabeledArtifact(u) for u in synthetic_urls]
+        self.artifacts = [LabeledArtifact(u, verify=verify) for u in [source_url, *synthetic_urls]]
         generated = [False] + [True] * len(synthetic_urls)
         self.dataset = TrainDataset(self.artifacts, generated, cfg)
         sizes = [len(a) for a in self.artifacts]

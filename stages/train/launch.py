@@ -15,6 +15,7 @@ from typing import Any
 
 from artifacts import ArtifactError, is_committed
 from clouds.config import CloudsConfig, load_config
+from clouds.threads import apply_num_threads
 from pipelines.layout import RunLayout
 from stages.train.distributed import init_from_env, shutdown
 from stages.train.stage import train
@@ -34,13 +35,18 @@ class RoundPlan:
     output: str
 
 
-def plan_round(cfg: CloudsConfig, layout: RunLayout, k: int) -> RoundPlan:
+def round_plan(cfg: CloudsConfig, layout: RunLayout, k: int) -> RoundPlan:
+    """Round k's plan without checking that its inputs exist (`clouds status` asks before they do)."""
     source, output = layout.data(cfg.data.source.name), layout.round(k, "train")
     if k == 0:
-        plan = RoundPlan("warmup", source, [], None, cfg.train.warmup_iters, output)
-    else:
-        iters = cfg.loop.round_iters or max(1, cfg.train.joint_iters // cfg.loop.rounds)
-        plan = RoundPlan("joint", source, [layout.round(k, "refine")], layout.round(k - 1, "train"), iters, output)
+        return RoundPlan("warmup", source, [], None, cfg.train.warmup_iters, output)
+    iters = cfg.loop.round_iters or max(1, cfg.train.joint_iters // cfg.loop.rounds)
+    return RoundPlan("joint", source, [layout.round(k, "refine")], layout.round(k - 1, "train"), iters, output)
+
+
+def plan_round(cfg: CloudsConfig, layout: RunLayout, k: int) -> RoundPlan:
+    """Round k's plan; refuses a round whose inputs are not committed artifacts, naming the first."""
+    plan = round_plan(cfg, layout, k)
     needed = [("source", plan.source), *(("refined labels", u) for u in plan.synthetic)]
     if plan.init:
         needed.append(("previous round's checkpoint", plan.init))
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override a.b=value")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    apply_num_threads(cfg.run.num_threads)
     layout = RunLayout(args.root or cfg.run.root, args.run or cfg.run.name)
     plan = plan_round(cfg, layout, args.round)
     rank, world_size, _ = init_from_env()

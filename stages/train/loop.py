@@ -19,6 +19,10 @@ from stages.train.optim import clip_gradients
 
 log = logging.getLogger(__name__)
 
+PROGRESS_LOG_INTERVAL_S = 10.0
+"""Least seconds between two INFO progress lines: log files, `nohup`, Prefect workers and the Prefect UI see
+training move (the tqdm bar only reaches a terminal) without a line per step on a fast GPU."""
+
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -77,6 +81,21 @@ def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
 
 
+def _log_progress(state: TrainState, end: int, row: dict[str, float]) -> None:
+    rate = row["it_per_s"]
+    eta = (end - state.step) / rate if rate > 0 else float("inf")
+    log.info("train %s: step %d/%d, loss %.4f, lr %.2e, %.2f it/s, ETA %s",
+             state.mode, state.step, end, row["loss"], row["lr"], rate, _duration(eta))
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "unknown"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
 def run_iterations(
     state: TrainState,
     batches: Batches,
@@ -105,6 +124,7 @@ def run_iterations(
     end = state.step + iters
     started = time.perf_counter()
     window_start, window_steps = started, 0
+    last_info = started
     bar = tqdm(total=end, initial=state.step, desc=f"train {state.mode}", unit="it", disable=None if progress else True,
                dynamic_ncols=True)
     try:
@@ -140,6 +160,9 @@ def run_iterations(
                 state.metrics.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
                 log.debug("%s step %d: %s", state.mode, state.step, row)
+                if now - last_info >= PROGRESS_LOG_INTERVAL_S or state.step == end:
+                    _log_progress(state, end, row)
+                    last_info = now
                 window_start, window_steps = now, 0
             if on_checkpoint and checkpoint_every and state.step % checkpoint_every == 0 and state.step < end:
                 on_checkpoint(state)

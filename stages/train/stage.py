@@ -61,6 +61,13 @@ def train_config_hash(cfg: CloudsConfig, mode: str, iters: int, inputs: list[str
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def train_params(cfg: CloudsConfig, mode: str, iters: int) -> dict[str, Any]:
+    """What the checkpoint's lineage records of the settings its config hash covers (the input URLs are in
+    its input records), so `clouds status` can name the key that changed."""
+    return {"mode": mode, "iters": iters, "seed": cfg.run.seed,
+            "model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json")}
+
+
 def mode_iters(cfg: TrainConfig, mode: str) -> int:
     return cfg.warmup_iters if mode == "warmup" else cfg.joint_iters
 
@@ -156,7 +163,7 @@ def train(
 
     device = resolve_device(cfg.run.device)
     seed = mode_seed(cfg.run.seed, mode)
-    data = TrainData(t, source_url, synthetic_urls, seed)
+    data = TrainData(t, source_url, synthetic_urls, seed, verify=cfg.artifacts.verify_reads)
     resume = latest_progress(output_url, identity)
     if resume is not None:
         state, saved = load_state(resume, cfg, device)
@@ -201,7 +208,7 @@ def train(
         weights = sorted(n for n in Folder.at(output_url).listdir()
                          if n.endswith(".safetensors") or n == "model.json")
         commit_folder(output_url, stage=STAGE, config_hash=config_hash, inputs=inputs,
-                      params={"mode": mode, "iters": iters, "seed": cfg.run.seed}, stats=stats, content_files=weights)
+                      params=train_params(cfg, mode, iters), stats=stats, content_files=weights)
         clear_progress(output_url)  # after the commit: a crash before it can still resume from the snapshot
     barrier()  # no rank returns before the checkpoint is committed
     log.info("train %s: committed %s at step %d (loss %s)", mode, output_url, state.step, last.get("loss"))
