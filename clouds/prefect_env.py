@@ -11,6 +11,7 @@ flow runs it spawns), as environment defaults so a user's own setting still wins
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import MutableMapping
 
@@ -29,3 +30,13 @@ def apply_prefect_defaults(env: MutableMapping[str, str] = os.environ) -> Mutabl
     for name, value in PREFECT_DEFAULTS.items():
         env.setdefault(name, value)
     return env
+
+
+def project_loggers_at_info() -> None:
+    """Let the project's INFO records through in processes the CLI did not set up (a worker's flow runs):
+    there the loggers inherit the root's WARNING, and Prefect copies its API handler to them, not a level.
+    A level set explicitly (`clouds -v`, a user's logging config) is kept."""
+    for name in PROJECT_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from clouds.prefect_env import project_loggers_at_info
 from pipelines.context import DEFAULT_CONFIG, RunContext
 from pipelines.lock import RunLock
 from pipelines.results import collect_rounds, gallery_samples, miou_rows
@@ -83,6 +84,7 @@ def clouds(
     """Run CLOUDS. mode: 'full-round' (round `round` and what it needs), 'loop' (`rounds` rounds,
     default from the config), or one stage name (ingest, prompts, synthesize, pseudo-label, refine,
     train, evaluate) for round `round`."""
+    project_loggers_at_info()  # progress lines reach the run's logs in Prefect, also under a worker
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     ctx = RunContext.load(config, overrides, root, run, force)

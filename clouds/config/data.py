@@ -20,7 +20,7 @@ evaluator (classes with a non-zero union); BDD, Mapillary and ACDC by the refere
 class DatasetSpec(Section):
     name: SafeName = Field(description="artifact name under the run, e.g. 'source' or 'target-real'")
     kind: DatasetKind
-    root: str | None = Field(None, description="dataset folder in the layout of SPEC.md (not for toycity)")
+    root: str | None = Field(None, description="dataset folder in the layout of docs/DATASETS.md (not for toycity)")
     split: SafeName = Field("train", description="a folder of the dataset (train, val...)")
     condition: SafeName | None = Field(None, description="ACDC condition: fog, night, rain or snow")
     domain: str | None = Field(None, description="toycity visual domain: sim, real, fog, night, rain, snow")

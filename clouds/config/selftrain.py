@@ -77,7 +77,7 @@ class EvaluateConfig(Section):
     weights: Literal["student", "teacher"] = Field("student", description="which network of a checkpoint to score")
     label_resolution: Literal["resized", "native"] = Field(
         "resized",
-        description="score against labels resized like the image (nearest; SPEC for BDD/Mapillary/ACDC), or "
+        description="score against labels resized like the image (PIL nearest, the reference; docs/PROTOCOL.md), or "
         "upsample the scores to the label's native size (as Cityscapes' official evaluator sees it)",
     )
 
