@@ -17,6 +17,8 @@ apply_prefect_defaults()  # before anything imports prefect
 
 STOP_GRACE_S = 3.0
 """After Ctrl-C / SIGTERM / SIGHUP, the CLI exits within this many seconds, however busy Prefect still is."""
+API_LOST_EXIT = 3
+"""Exit status when the Prefect API the run reports to went away mid-run (see clouds.api_watch)."""
 
 app = typer.Typer(
     help="CLOUDS: train segmenters that generalize to unseen domains by making foundation models collaborate.",
@@ -182,12 +184,13 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
             check_safe_name(run, "--run")  # the config's run.name is checked by the schema; --run bypasses it
     except (ConfigError, ValueError) as err:
         _fail(str(err))
-    _private_prefect_home()
+    home = _private_prefect_home()
     from pipelines.clouds_flow import MODES, clouds
 
     if mode not in MODES:
         _fail(f"unknown stage or mode {mode!r}; choose one of: {', '.join(MODES)}")
     from artifacts import ArtifactError
+    from clouds.api_watch import ApiWatchdog
     from clouds.hints import Invocation, hint_for
     from clouds.processes import Shutdown, exit_now, shutdown_on_signals, start_prefect_server
     from pipelines.layout import RunLayout
@@ -204,12 +207,28 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
             console.print(f"[bold red]stopped:[/] {_stop_summary(signum, cfg, layout)}; resume with: {resume}",
                           soft_wrap=True, markup=True, highlight=False)
 
+    def api_lost(reason: str) -> None:  # from the watchdog's thread, while the main thread still trains
+        import shutil
+
+        fix = ("start it again (clouds server) or unset PREFECT_API_URL, then resume with: " if external
+               else "its run history is gone with it, your artifacts are not; resume with: ")
+        console.print(f"[bold red]error:[/] {mode} stopped {_where_stopped(cfg, layout)}: {reason}",
+                      soft_wrap=True, markup=True, highlight=False)
+        console.print(f"[bold]hint:[/] {fix}{resume}", soft_wrap=True, markup=True, highlight=False)
+        # Without the exit hooks: Prefect's would flush to the dead API, and the first of them to need a
+        # client started a fresh temporary server that outlived us. Ours are the only ones worth running.
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
+        exit_now(API_LOST_EXIT, hooks=False)
+
     try:
         # Ctrl-C, SIGTERM and SIGHUP unwind for at most STOP_GRACE_S; Prefect's temporary server is ours.
         with shutdown_on_signals(interrupt=True, grace_s=STOP_GRACE_S, on_expire=stopped):
-            start_prefect_server()
-            return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run,
-                          round=round_, rounds=rounds, force=force)
+            api_url, server_process = start_prefect_server()
+            external = server_process is None
+            with ApiWatchdog(api_url, api_lost, process=server_process):
+                return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run,
+                              round=round_, rounds=rounds, force=force)
     except (RunLockedError, ArtifactError, FileNotFoundError, ValueError) as err:
         # Bad input the user can fix: one line naming the file/sample/key, and the fix when it is known.
         _fail(f"{mode} failed: {err}", hint_for(str(err), cfg, how))
@@ -223,7 +242,7 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
         exit_now(128 + stop.signum)
 
 
-def _private_prefect_home() -> None:
+def _private_prefect_home() -> str | None:
     """Without a Prefect server (PREFECT_API_URL), each command keeps Prefect's state in a home of its own.
 
     Prefect's temporary server writes to PREFECT_HOME/prefect.db: several `clouds` commands at once shared
@@ -237,30 +256,36 @@ def _private_prefect_home() -> None:
     import tempfile
 
     if os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME"):
-        return
+        return None
     home = tempfile.mkdtemp(prefix="clouds-prefect-")
     os.environ["PREFECT_HOME"] = home
     atexit.register(shutil.rmtree, home, ignore_errors=True)  # after the server stops (atexit is LIFO)
+    return home
 
 
 def _stop_summary(signum: int, cfg, layout) -> str:  # noqa: ANN001 - CloudsConfig, RunLayout (lazy imports)
     """Which signal, and the first artifact of the run left unfinished (its complete parts are kept)."""
     import signal
 
+    where = _where_stopped(cfg, layout)
+    return f"{signal.Signals(signum).name} received{' ' if where.startswith('while') else '; '}{where.strip('()')}"
+
+
+def _where_stopped(cfg, layout) -> str:  # noqa: ANN001 - CloudsConfig, RunLayout (lazy imports)
+    """The first artifact of the run left unfinished, or that all committed work is kept."""
     from artifacts import Folder, is_committed
 
     urls = [layout.data(s.name) for s in (cfg.data.source, *cfg.data.targets)]
     urls += [layout.round(0, s) for s in ("train", "evaluate")] + [layout.once("prompts"), layout.once("synthesize")]
     urls += [layout.round(k, s) for k in range(1, cfg.loop.rounds + 1)
              for s in ("pseudo-label", "refine", "train", "evaluate")]
-    name = signal.Signals(signum).name
     for url in urls:
         try:
             if Folder.at(url).exists() and not is_committed(url):
-                return f"{name} received while building {url} (its complete shards / last snapshot are kept)"
+                return f"while building {url} (its complete shards / last snapshot are kept)"
         except Exception:  # noqa: BLE001 - a summary must never stop the exit
             break
-    return f"{name} received; every committed artifact of {layout.base} is kept"
+    return f"(every committed artifact of {layout.base} is kept)"
 
 
 @app.command()

@@ -93,14 +93,16 @@ def shutdown_on_signals(
             signal.signal(sig, old)
 
 
-def exit_now(code: int) -> NoReturn:
-    """Run the exit hooks, flush, and leave without interpreter finalisation.
+def exit_now(code: int, hooks: bool = True) -> NoReturn:
+    """Run the exit hooks (unless not `hooks`), flush, and leave without interpreter finalisation.
 
     After Ctrl-C the exit hooks (stopping Prefect's temporary server, removing a private Prefect home) take
     a fraction of a second, but tearing down torch, pyarrow and Prefect's modules afterwards took ~6 s
     more, with nothing left to save: every file that matters is already complete or was never renamed.
+    Works from any thread: the others stop where they are.
     """
-    atexit._run_exitfuncs()
+    if hooks:
+        atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -172,16 +174,18 @@ def _tied_prefect_server() -> Any:
     return TiedServer()
 
 
-def start_prefect_server() -> None:
+def start_prefect_server() -> tuple[str, subprocess.Popen[Any] | None]:
     """Start Prefect's temporary API server now, owned by this process, unless PREFECT_API_URL names one.
 
     It stops at interpreter exit, after Prefect's own exit hooks have sent their last logs and events to it;
     `shutdown_on_signals` makes sure SIGTERM and SIGHUP reach that exit, and PR_SET_PDEATHSIG covers a kill.
+    Returns the API URL flows report to, and the server's process when it is ours (for `ApiWatchdog`).
     """
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():
-        return  # flows report to that server; Prefect starts none
+        return str(PREFECT_API_URL.value()), None  # flows report to that server; Prefect starts none
     server = _tied_prefect_server()
     atexit.register(server.stop)  # runs after Prefect's own hooks (LIFO); a no-op if Prefect's stop ran first
     server.start()
+    return server.api_url, server.server_process

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,9 +13,12 @@ from prefect.futures import as_completed
 
 from artifacts import is_committed
 from clouds.config import ExecutorConfig
+from clouds.progress import eta
 from pipelines.jobs import JobRecipe
 from pipelines.reuse import is_up_to_date
 from stages.sharded import ShardedJob
+
+log = logging.getLogger(__name__)
 
 
 @task(name="shard", cache_policy=NONE, task_run_name="{job.name}-shard-{index:06d}")
@@ -31,6 +36,7 @@ def run_local(job: ShardedJob, pending: list[int], workers: int) -> dict[int, An
     results: dict[int, Any] = {}
     queue, running = list(pending), {}
     error: BaseException | None = None
+    started = time.monotonic()
     while queue or running:
         while queue and len(running) < workers and error is None:
             index = queue.pop(0)
@@ -41,6 +47,9 @@ def run_local(job: ShardedJob, pending: list[int], workers: int) -> dict[int, An
         index = running.pop(future)
         try:
             results[index] = future.result()
+            # One line per shard: log files, nohup and Prefect's run logs see the stage move (no tqdm bar there).
+            log.info("%s: shard %d done, %d/%d of this run, ETA %s", job.name, index, len(results), len(pending),
+                     eta(len(results), len(pending), time.monotonic() - started))
         except BaseException as err:  # noqa: BLE001 - re-raised below, once the running shards are done
             error = error or err
     if error is not None:

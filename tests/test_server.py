@@ -55,6 +55,7 @@ def test_deployment_run_full_round(tmp_path):
             logs += page
         assert any(m.startswith("train warmup: step ") and " it/s, ETA " in m for m in logs), logs[-20:]
         assert any("evaluate target-fog: mIoU" in m for m in logs), logs[-20:]
+        assert any(m.startswith("synthesize: shard 0 done, ") and ", ETA " in m for m in logs), logs[-20:]
         # The server only ever listens on loopback.
         hosts = {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == local.port}
         assert hosts == {"127.0.0.1"}, hosts

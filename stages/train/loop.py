@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from clouds.progress import format_duration
 from stages.train.distributed import average_gradients
 from stages.train.optim import clip_gradients
 
@@ -85,15 +86,7 @@ def _log_progress(state: TrainState, end: int, row: dict[str, float]) -> None:
     rate = row["it_per_s"]
     eta = (end - state.step) / rate if rate > 0 else float("inf")
     log.info("train %s: step %d/%d, loss %.4f, lr %.2e, %.2f it/s, ETA %s",
-             state.mode, state.step, end, row["loss"], row["lr"], rate, _duration(eta))
-
-
-def _duration(seconds: float) -> str:
-    if seconds == float("inf"):
-        return "unknown"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+             state.mode, state.step, end, row["loss"], row["lr"], rate, format_duration(eta))
 
 
 def run_iterations(
