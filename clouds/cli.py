@@ -167,7 +167,8 @@ def show(
     console.print(f"wrote {path}")
 
 
-RUN_HELP = "full-round | loop | ingest | prompts | synthesize | pseudo-label | refine | train | evaluate"
+RUN_HELP = ("full-round | loop | ingest | prompts | synthesize | pseudo-label | refine | train | evaluate | "
+            "pretrain (the label-free tower pretraining, once)")
 
 
 ROUND_MODES = {"full-round", "pseudo-label", "refine", "train", "evaluate"}
@@ -275,7 +276,7 @@ def _where_stopped(cfg, layout) -> str:  # noqa: ANN001 - CloudsConfig, RunLayou
     """The first artifact of the run left unfinished, or that all committed work is kept."""
     from artifacts import Folder, is_committed
 
-    urls = [layout.data(s.name) for s in (cfg.data.source, *cfg.data.targets)]
+    urls = [layout.once("pretrain")] + [layout.data(s.name) for s in (cfg.data.source, *cfg.data.targets)]
     urls += [layout.round(0, s) for s in ("train", "evaluate")] + [layout.once("prompts"), layout.once("synthesize")]
     urls += [layout.round(k, s) for k in range(1, cfg.loop.rounds + 1)
              for s in ("pseudo-label", "refine", "train", "evaluate")]

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from clouds.config.model import BackboneConfig
 from models.heads import mask_pool
+from models.tower_weights import is_image_tower_file, load_image_tower
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 """Tiny CLIP architectures (random weights) that build through the same `open_clip.create_model` path."""
 
 STRIDES = (4, 8, 16, 32)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def register_model_configs() -> None:
@@ -44,6 +46,15 @@ def _is_local_path(pretrained: str) -> bool:
     }
 
 
+def _shipped_or_given(pretrained: str | None) -> str | None:
+    """A relative weight path that does not exist from the working directory is looked up in the project
+    (the shipped `models/weights/` files), so a Prefect worker started elsewhere finds them too."""
+    if pretrained is None or os.path.isabs(pretrained) or os.path.exists(pretrained):
+        return pretrained
+    shipped = PROJECT_ROOT / pretrained
+    return str(shipped) if shipped.is_file() else pretrained
+
+
 def create_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> nn.Module:
     """Build the whole open_clip model (image + text tower) the backbone and the text head are cut from.
 
@@ -52,7 +63,7 @@ def create_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> nn.M
     download code.
     """
     register_model_configs()
-    name, pretrained = cfg.name, cfg.pretrained
+    name, pretrained = cfg.name, _shipped_or_given(cfg.pretrained)
     if name.startswith("local-dir:") and not os.path.isdir(name.removeprefix("local-dir:")):
         raise FileNotFoundError(f"backbone.name: open_clip model directory {name.removeprefix('local-dir:')!r} "
                                 "does not exist")
@@ -68,6 +79,12 @@ def create_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> nn.M
                 f"backbone.pretrained {pretrained!r} is neither a file nor a pretrained tag of {name!r} "
                 f"(known tags: {tags})"
             )
+    if pretrained is not None and not has_schema and is_image_tower_file(pretrained):
+        # A tower-only file (clouds pretrain): random text tower, strictly loaded image tower.
+        model = open_clip.create_model(name, pretrained=None, device=device)
+        load_image_tower(model.visual, pretrained, name)
+        log.info("backbone %s: image tower loaded from %s", name, pretrained)
+        return model
     model = open_clip.create_model(name, pretrained=None if has_schema else pretrained, device=device)
     if pretrained is None:
         log.info("backbone %s built with random weights (pretrained: null)", name)

@@ -135,6 +135,24 @@ def synthesize(cfg: CloudsConfig, layout: RunLayout) -> Expected:
     )
 
 
+def pretrain(cfg: CloudsConfig, layout: RunLayout) -> Expected:
+    """Not part of a run's DAG: `clouds run pretrain` builds it once, and a profile names its tower file."""
+    from stages.pretrain.stage import STAGE, pretrain_config_hash
+
+    def recorded(lineage: dict[str, Any]) -> Settings | None:
+        params = _params(lineage)
+        if params is None or "pretrain" not in params:
+            return None
+        return {**flatten("pretrain", params["pretrain"]), "model.backbone.name": params.get("model")}
+
+    return Expected(
+        "pretrain", STAGE, layout.once("pretrain"), pretrain_config_hash(cfg), [],
+        covers="pretrain, model.backbone.name",
+        settings={**flatten("pretrain", _dump(cfg.pretrain)), "model.backbone.name": cfg.model.backbone.name},
+        recorded=recorded,
+    )
+
+
 # -- per round ---------------------------------------------------------------------------------------
 def pseudo_label(cfg: CloudsConfig, layout: RunLayout, k: int) -> Expected:
     from stages.pseudo_label.stage import config_hash

@@ -147,7 +147,30 @@ def evaluate_flow(
     return _reuse_or_run(e, ctx.force, lambda overwrite: run_stage_shards(ctx, "evaluate", round, overwrite))
 
 
+@flow(name="pretrain")
+def pretrain_flow(
+    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+    run: str | None = None, force: bool = False,
+) -> dict[str, Any]:
+    """Label-free pretraining of the image tower on streets in every domain (once; not part of a round).
+
+    Its `image_tower.safetensors` is what `model.backbone.pretrained` names (the tiny profile ships one)."""
+    from stages.pretrain.stage import pretrain
+
+    ctx = _ctx(config, overrides, root, run, force)
+    e = expected.pretrain(ctx.cfg, ctx.layout)
+    provenance = {"config": config, "overrides": list(overrides or [])}
+
+    def go(overwrite: bool) -> Any:
+        if overwrite:
+            Folder.at(e.url).remove(within=ctx.layout.base)
+        return pretrain(ctx.cfg, e.url, provenance)
+
+    return _reuse_or_run(e, ctx.force, go)
+
+
 STAGE_FLOWS = {
+    "pretrain": pretrain_flow,
     "ingest": ingest_flow,
     "prompts": prompts_flow,
     "synthesize": synthesize_flow,

@@ -14,6 +14,7 @@ from clouds.config.base import Section
 from clouds.config.data import DataConfig
 from clouds.config.executor import ExecutorConfig
 from clouds.config.model import ModelConfig
+from clouds.config.pretrain import PretrainConfig
 from clouds.config.run import ArtifactConfig, RunConfig
 from clouds.config.selftrain import EvaluateConfig, LoopConfig, PseudoLabelConfig, RefineConfig, TrainConfig
 from clouds.config.synthetic import PromptsConfig, SynthesizeConfig
@@ -36,6 +37,7 @@ class CloudsConfig(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
 
     def section_hash(self, *sections: str) -> str:
         """A stable hash of some sections, so a stage is rerun only when what it reads has changed."""

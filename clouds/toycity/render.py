@@ -59,8 +59,17 @@ def render(spec: SceneSpec, domain: str, height: int, width: int, seed: int,
             raise ValueError(f"toycity {name} must be an int >= {MIN_SIZE}, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"toycity seed must be an int >= 0, got {seed!r}")
-    scene = build_scene(spec, int(height), int(width))
-    rng = np.random.default_rng(int(seed))
+    return render_scene(build_scene(spec, int(height), int(width)), spec, domain, int(seed), style)
+
+
+def render_scene(scene: Scene, spec: SceneSpec, domain: str, seed: int,
+                 style: str = "target") -> tuple[np.ndarray, np.ndarray]:
+    """`render` of an already laid-out scene: one street in several domains costs one layout.
+
+    The layout never depends on weather or time (`condition_for` changes only those), so `scene` may be
+    built from any condition of `spec`; `spec` itself must carry the condition to render.
+    """
+    rng = np.random.default_rng(seed)
     if domain == "sim":
         image = _render_sim(scene, rng)
     else:

@@ -1,0 +1,1 @@
+"""Label-free pretraining of the tiny image tower (clouds pretrain)."""
