@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_orchestration.py --images 64 --per-shard 4 --repeats 3
 	$(BIN)/python benchmarks/bench_local_workers.py --images 64 --per-shard 4 --size 256 512 --repeats 3
 	$(BIN)/python benchmarks/bench_ray.py --images 128 --per-shard 16 --workers 2 --repeats 3
+	$(BIN)/python benchmarks/bench_probe.py --towers random models/weights/clouds-tiny-convnext-toycity.safetensors
 
 server: $(STAMP)
 	$(BIN)/clouds server

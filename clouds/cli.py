@@ -422,6 +422,152 @@ def status(
     out.print(f"{counts}; " + (f"next: [bold]{escape(command)}[/]" if command else "everything is built"), soft_wrap=True)
 
 
+PREDICT_RESIZE_HELP = (
+    "inference: 'resize' (default) is the evaluation protocol and the reference's (docs/PROTOCOL.md): whole image, "
+    "single scale, no sliding window, no TTA, short side resized to --short-side (detectron2 ResizeShortestEdge), "
+    "scores upsampled back to the image size; 'slide' (not the reference) runs --window-sized windows over the "
+    "full-resolution image and averages overlapping scores"
+)
+
+
+@app.command()
+def predict(
+    checkpoint: str = typer.Argument(..., help="committed checkpoint folder (a run's round-NNN/train), or RUN:best "
+                                      "(RUN:best:DOMAIN ranks by one target's mIoU)"),
+    inputs: str = typer.Argument(..., help="an image file, a folder (searched recursively), a quoted glob, or a "
+                                  "committed artifact URL"),
+    out: str = typer.Option(..., "--out", "-o", help="URL of the output artifact (committed, sharded, resumable)"),
+    overlays: str = typer.Option(None, "--overlays", help="also write each colour overlay as DIR/<key>.jpg"),
+    mode: str = typer.Option("resize", "--mode", help=PREDICT_RESIZE_HELP),
+    short_side: int = typer.Option(1024, "--short-side", min=0, help="short side for --mode resize (0 = native size)"),
+    window: int = typer.Option(512, "--window", min=32, help="window size for --mode slide (pixels, square)"),
+    stride: int = typer.Option(None, "--stride", min=1, help="window step for --mode slide (default 2/3 of --window)"),
+    weights: str = typer.Option("student", "--weights", help="student | teacher (the EMA teacher, when saved)"),
+    confidence: bool = typer.Option(False, "--confidence/--no-confidence", help="also store conf.png per image"),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="images (or windows) per forward pass"),
+    shard_size: int = typer.Option(64, "--shard-size", min=1, help="images per output shard (the unit of resume)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    root: str = typer.Option(None, "--root", help="run root for RUN:best (default: run.root, 'runs')"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a committed artifact at --out"),
+) -> None:
+    """Apply a trained segmenter to images: train-id label PNGs, colour overlays (and confidences) in a committed
+    artifact at --out; rerunning after an interruption keeps the finished shards."""
+    from artifacts import ArtifactError
+    from stages.predict.errors import PredictInputError
+    from stages.predict.inference import InferenceSettings
+    from stages.predict.stage import predict as run_predict
+
+    try:
+        if weights not in ("student", "teacher"):
+            raise PredictInputError(f"--weights must be 'student' or 'teacher', got {weights!r}")
+        settings = InferenceSettings(mode=mode, short_side=short_side or None, window=window, stride=stride,
+                                     weights=weights, confidence=confidence)
+        url = _checkpoint_url(checkpoint, root)
+        result = run_predict(url, inputs, out, settings, overlays=overlays, overwrite=overwrite,
+                             batch_size=batch_size, shard_size=shard_size, device=device)
+    except (PredictInputError, ArtifactError, ValueError, OSError) as err:
+        _fail(str(err), _predict_hint(str(err)))
+    reused = " (already committed, reused)" if result.get("skipped") else ""
+    console.print(f"predicted {result['images']} image(s) with {url}: {result['url']}{reused}", soft_wrap=True,
+                  highlight=False)
+    if overlays:
+        console.print(f"overlays: {overlays}", highlight=False)
+
+
+@app.command()
+def export(
+    checkpoint: str = typer.Argument(..., help="committed checkpoint folder (a run's round-NNN/train), or RUN:best"),
+    fmt: str = typer.Option("safetensors", "--format", "-f", help="safetensors (weights + architecture, loaded "
+                            "with stages.export.formats) | torchscript (traced at --size, needs only torch) | onnx "
+                            "(traced at --size, checked against PyTorch on 3 images; needs clouds[onnx])"),
+    out: Path = typer.Option(None, "--out", "-o", help="file to write (default: RUN-round-NNN.<ext> here)"),
+    weights: str = typer.Option("student", "--weights", help="student | teacher (the EMA teacher, when saved)"),
+    size: tuple[int, int] = typer.Option((512, 1024), "--size", help="HEIGHT WIDTH a torchscript / onnx graph is "
+                                         "traced at (its only input size)"),
+    root: str = typer.Option(None, "--root", help="run root for RUN:best (default: run.root, 'runs')"),
+) -> None:
+    """Export a checkpoint as one self-contained file, with a model card (markdown) written next to it."""
+    from artifacts import ArtifactError
+    from stages.export.export import export_checkpoint
+    from stages.predict.errors import PredictInputError
+
+    try:
+        if weights not in ("student", "teacher"):
+            raise PredictInputError(f"--weights must be 'student' or 'teacher', got {weights!r}")
+        url = _checkpoint_url(checkpoint, root)
+        done = export_checkpoint(url, fmt, out, weights=weights, size=size)
+    except (PredictInputError, ArtifactError, ValueError, OSError) as err:
+        _fail(str(err), _predict_hint(str(err)))
+    console.print(f"exported {url} as {fmt}: {done.path} (model card: {done.card})", soft_wrap=True, highlight=False)
+    if done.max_abs_diff is not None:
+        console.print(f"ONNX vs PyTorch on 3 images: max abs score difference {done.max_abs_diff:.2e}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    checkpoint: str = typer.Argument(..., help="committed checkpoint folder (a run's round-NNN/train), or RUN:best"),
+    data: str = typer.Option(..., "--data", "-d", help="a YAML profile (its data.targets and evaluate settings), "
+                             "a committed artifact with seg.png labels, or a dataset folder (with --kind)"),
+    out: str = typer.Option(..., "--out", "-o", help="URL of the evaluation report (a committed folder artifact)"),
+    kind: str = typer.Option(None, "--kind", help="layout of a dataset folder: cityscapes | bdd10k | mapillary | "
+                             "acdc | gta5 | synthia (docs/DATASETS.md)"),
+    split: str = typer.Option("val", "--split", help="split folder of a dataset folder"),
+    condition: str = typer.Option(None, "--condition", help="ACDC condition: fog | night | rain | snow"),
+    work: str = typer.Option(None, "--work", help="where datasets are ingested (default: <out>-data)"),
+    short_side: int = typer.Option(None, "--short-side", min=0, show_default="the profile's evaluate.short_side, "
+                                   "else 1024 (the reference)", help="resize the short side to this (0 = native)"),
+    weights: str = typer.Option("student", "--weights", help="student | teacher"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    root: str = typer.Option(None, "--root", help="run root for RUN:best (default: run.root, 'runs')"),
+) -> None:
+    """Score a committed checkpoint on any data, without a run folder: the evaluate stage's report (per-class and
+    per-domain parquet, confusion matrices, report.md, iou.png) at --out."""
+    from artifacts import ArtifactError
+    from clouds.config import EvaluateConfig
+    from stages.evaluate.standalone import evaluate_checkpoint, scoring_for
+    from stages.predict.errors import PredictInputError
+
+    try:
+        if weights not in ("student", "teacher"):
+            raise PredictInputError(f"--weights must be 'student' or 'teacher', got {weights!r}")
+        url = _checkpoint_url(checkpoint, root)
+        scoring = scoring_for(data, work or f"{out.rstrip('/')}-data", kind=kind, split=split, condition=condition)
+        changes: dict = {"weights": weights}
+        if short_side is not None:
+            changes["short_side"] = short_side or None
+        scoring.settings = EvaluateConfig.model_validate({**scoring.settings.model_dump(), **changes})
+        result = evaluate_checkpoint(url, scoring, out, device=device)
+    except (PredictInputError, ArtifactError, ValueError, OSError) as err:
+        _fail(str(err), _predict_hint(str(err)))
+    out_console = Console()
+    for name, value in result.get("miou", {}).items():
+        out_console.print(f"{name}: mIoU {'–' if value is None else f'{100 * value:.2f}'}", highlight=False)
+    reused = " (already committed, reused)" if result.get("skipped") else ""
+    console.print(f"report: {out}/report.md{reused}", soft_wrap=True, highlight=False)
+
+
+def _checkpoint_url(spec: str, root: str | None) -> str:
+    """CHECKPOINT as typed, with RUN:best resolved (and said, since it picks a round for the user)."""
+    from clouds.config.run import RunConfig
+    from stages.predict.checkpoints import resolve_checkpoint
+
+    url, best = resolve_checkpoint(spec, root or RunConfig().root)
+    if best is not None:
+        console.print(f"{spec}: round {best.round} ({best.metric} {100 * best.score:.2f}) -> {url}",
+                      soft_wrap=True, highlight=False)
+    return url
+
+
+def _predict_hint(message: str) -> str | None:
+    if "is not a committed artifact" in message and "checkpoint" in message:
+        return "CHECKPOINT is a run's committed round-NNN/train folder, or RUN:best (see clouds predict --help)"
+    if "already a committed artifact" in message:
+        return "pass --overwrite to replace it, or choose another --out"
+    if "no CUDA device is available" in message:
+        return "use --device cpu (or --device auto)"
+    return None
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 

@@ -5,6 +5,8 @@ Layout of a checkpoint directory:
   teacher_decoder.safetensors   when an EMA teacher exists
   backbone.safetensors          when the backbone was trained (freeze: false) or has random weights
                                 (pretrained: null) — otherwise it is rebuilt from its open_clip tag/file
+  backbone.json                 when the backbone is rebuilt instead: the sha256 of its weights, checked
+                                on load (a replaced weight file must not silently pair old decoders with it)
   extra.json                    caller's json-able state (iteration, optimiser-free bookkeeping, ...)
   model.json                    the ModelConfig dump; written last, so its presence marks a complete save
 No pickles: weights go through safetensors only.
@@ -12,6 +14,7 @@ No pickles: weights go through safetensors only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -32,6 +35,7 @@ EXTRA_JSON = "extra.json"
 STUDENT = "student_decoder.safetensors"
 TEACHER = "teacher_decoder.safetensors"
 BACKBONE = "backbone.safetensors"
+BACKBONE_REF = "backbone.json"
 
 
 class CheckpointError(ValueError):
@@ -40,6 +44,21 @@ class CheckpointError(ValueError):
 
 def _saves_backbone(cfg: ModelConfig) -> bool:
     return not cfg.backbone.freeze or cfg.backbone.pretrained is None
+
+
+def backbone_sha256(backbone: nn.Module) -> str:
+    """sha256 over the backbone's tensors (names, dtypes, shapes, bytes), once per frozen module: its weights
+    never change, and hashing a ConvNeXt-L at every snapshot would cost seconds."""
+    cached = getattr(backbone, "_clouds_weights_sha256", None)
+    if cached is not None and getattr(backbone, "frozen", False):
+        return cached
+    digest = hashlib.sha256()
+    for name, tensor in sorted(backbone.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    backbone._clouds_weights_sha256 = digest.hexdigest()
+    return backbone._clouds_weights_sha256
 
 
 def _write(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
@@ -72,9 +91,25 @@ def save_checkpoint(
         folder.remove(TEACHER)
     if _saves_backbone(cfg):
         _write(fs, f"{root}/{BACKBONE}", save_safetensors(_tensors(student.backbone), {"part": "backbone"}))
+        folder.remove(BACKBONE_REF)
+    else:
+        ref = {"pretrained": cfg.backbone.pretrained, "sha256": backbone_sha256(student.backbone)}
+        _write(fs, f"{root}/{BACKBONE_REF}", json.dumps(ref, indent=2, sort_keys=True).encode())
+        folder.remove(BACKBONE)
     _write(fs, f"{root}/{EXTRA_JSON}", extra_text.encode())
     _write(fs, f"{root}/{MODEL_JSON}", cfg.model_dump_json(indent=2).encode())
     return path
+
+
+def _check_backbone(backbone: nn.Module, ref: dict[str, Any], cfg: ModelConfig, path: str) -> None:
+    """The rebuilt frozen backbone must be the one the decoders were trained on."""
+    now = backbone_sha256(backbone)
+    if now != ref.get("sha256"):
+        raise CheckpointError(
+            f"{path} was trained on a frozen backbone ({ref.get('pretrained')!r}) whose weights hash to "
+            f"{str(ref.get('sha256'))[:16]}..., but model.backbone.pretrained={cfg.backbone.pretrained!r} now gives "
+            f"{now[:16]}...: the weight file was replaced; restore it or retrain"
+        )
 
 
 def _read(fs: fsspec.AbstractFileSystem, path: str, url: str) -> bytes:
@@ -132,6 +167,8 @@ def load_checkpoint(
     if _saves_backbone(saved_cfg):
         state = load_safetensors(_read(fs, f"{root}/{BACKBONE}", f"{path}/{BACKBONE}"))
         _load_into(student.backbone, state, f"{path}/{BACKBONE}")
+    elif fs.exists(f"{root}/{BACKBONE_REF}"):
+        _check_backbone(student.backbone, json.loads(_read(fs, f"{root}/{BACKBONE_REF}", path)), cfg, path)
     state = load_safetensors(_read(fs, f"{root}/{STUDENT}", f"{path}/{STUDENT}"))
     _load_into(student.decoder, state, f"{path}/{STUDENT}")
     teacher = None

@@ -22,14 +22,7 @@ from models.loss import IgnoreAwareMask2FormerLoss, StandardMask2FormerLoss, bui
 from models.mask2former import mask2former_config
 from models.text_classifier import CLASS_SYNONYMS, PROMPT_TEMPLATES
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """These tiny models are slower with 2 threads on a shared 2-core box (spin-waiting); restore afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _build(seed: int = 0, **kwargs: object):
@@ -419,7 +412,7 @@ def test_frozen_pretrained_backbone_is_not_saved(tmp_path) -> None:
     save_checkpoint(str(tmp_path / "ckpt"), student, make_teacher(student), cfg, {"iteration": 1})
     save_checkpoint(str(tmp_path / "ckpt"), student, None, cfg, {"iteration": 2})  # overwrite in place
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
-        "extra.json", "model.json", "student_decoder.safetensors"]
+        "backbone.json", "extra.json", "model.json", "student_decoder.safetensors"]
     s2, t2, _, extra = load_checkpoint(str(tmp_path / "ckpt"))
     assert t2 is None and extra == {"iteration": 2}
     images = torch.rand(1, 3, 64, 96) * 255

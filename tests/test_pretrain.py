@@ -152,3 +152,25 @@ def test_clouds_pretrain_flow_builds_once_and_reuses(harness, tmp_path):
     assert again["steps"][0]["reused"]
     changed = clouds(mode="pretrain", config=TINY, overrides=[*SMALL, "pretrain.seed=1"], root=root, run="pt")
     assert not changed["steps"][0]["reused"] and read_lineage(url)["params"]["pretrain"]["seed"] == 1
+
+
+def test_a_checkpoint_refuses_a_replaced_frozen_tower_file(tmp_path):
+    from models.build import build_segmenter, tiny_model_config
+    from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    path = tmp_path / "tower.safetensors"
+    torch.manual_seed(1)
+    save_image_tower(path, create_clip(BackboneConfig(name="clouds-tiny-convnext", pretrained=None)).visual,
+                     "clouds-tiny-convnext", {})
+    cfg = tiny_model_config()
+    cfg.backbone.pretrained, cfg.backbone.freeze = str(path), True
+    model = build_segmenter(cfg)
+    save_checkpoint(str(tmp_path / "ckpt"), model, None, cfg, {})
+    assert not (tmp_path / "ckpt" / "backbone.safetensors").exists()  # rebuilt from the file, not copied
+    student, _, _, _ = load_checkpoint(str(tmp_path / "ckpt"))
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), model.state_dict().values(), strict=True))
+    torch.manual_seed(2)  # the file is replaced by another tower of the same architecture
+    save_image_tower(path, create_clip(BackboneConfig(name="clouds-tiny-convnext", pretrained=None)).visual,
+                     "clouds-tiny-convnext", {})
+    with pytest.raises(CheckpointError, match="the weight file was replaced"):
+        load_checkpoint(str(tmp_path / "ckpt"))

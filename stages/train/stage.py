@@ -206,7 +206,7 @@ def train(
         save_folder(output_url, state, cfg.model, identity, extra, rngs)
         # Downstream stages pin the weights, not the wall-clock metrics or torch.save's random archive ids.
         weights = sorted(n for n in Folder.at(output_url).listdir()
-                         if n.endswith(".safetensors") or n == "model.json")
+                         if n.endswith(".safetensors") or n in ("model.json", "backbone.json"))
         commit_folder(output_url, stage=STAGE, config_hash=config_hash, inputs=inputs,
                       params=train_params(cfg, mode, iters), stats=stats, content_files=weights)
         clear_progress(output_url)  # after the commit: a crash before it can still resume from the snapshot

@@ -1,0 +1,1 @@
+"""Applying a trained segmenter to images outside the pipeline: `clouds predict` and `clouds/predict`."""

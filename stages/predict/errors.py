@@ -1,0 +1,5 @@
+"""The one error type of the predict stage, so the CLI can print it as a single `error:` line."""
+
+
+class PredictInputError(ValueError):
+    """Inputs or a checkpoint the user can fix: an empty folder, a non-image, a corrupt file, a bad RUN:best."""
