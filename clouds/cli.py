@@ -195,7 +195,7 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
     from clouds.hints import Invocation, hint_for
     from clouds.processes import Shutdown, exit_now, shutdown_on_signals, start_prefect_server
     from pipelines.layout import RunLayout
-    from pipelines.lock import RunLockedError
+    from pipelines.lock import RunLockedError, drop_own_lock
 
     how = Invocation(str(config), root, run, tuple(overrides))
     resume = how.command(mode, round_=round_ if mode in ROUND_MODES else None, rounds=rounds)
@@ -203,12 +203,14 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
     said: list[int] = []
 
     def stopped(signum: int) -> None:
+        drop_own_lock(layout.base)  # when the unwinding did not reach RunLock.release within the grace time
         if not said:
             said.append(signum)
             console.print(f"[bold red]stopped:[/] {_stop_summary(signum, cfg, layout)}; resume with: {resume}",
                           soft_wrap=True, markup=True, highlight=False)
 
     def api_lost(reason: str) -> None:  # from the watchdog's thread, while the main thread still trains
+        import os
         import shutil
 
         fix = ("start it again (clouds server) or unset PREFECT_API_URL, then resume with: " if external
@@ -218,9 +220,14 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
         console.print(f"[bold]hint:[/] {fix}{resume}", soft_wrap=True, markup=True, highlight=False)
         # Without the exit hooks: Prefect's would flush to the dead API, and the first of them to need a
         # client started a fresh temporary server that outlived us. Ours are the only ones worth running.
-        if home is not None:
-            shutil.rmtree(home, ignore_errors=True)
-        exit_now(API_LOST_EXIT, hooks=False)
+        def remove_home() -> None:  # the main thread keeps running until the exit: remove, then make sure
+            for _ in range(3):
+                shutil.rmtree(home, ignore_errors=True)
+                if not os.path.exists(home):
+                    return
+
+        drop_own_lock(layout.base)
+        exit_now(API_LOST_EXIT, hooks=False, last=remove_home if home is not None else None)
 
     try:
         # Ctrl-C, SIGTERM and SIGHUP unwind for at most STOP_GRACE_S; Prefect's temporary server is ours.

@@ -93,13 +93,13 @@ def shutdown_on_signals(
             signal.signal(sig, old)
 
 
-def exit_now(code: int, hooks: bool = True) -> NoReturn:
+def exit_now(code: int, hooks: bool = True, last: Callable[[], None] | None = None) -> NoReturn:
     """Run the exit hooks (unless not `hooks`), flush, and leave without interpreter finalisation.
 
     After Ctrl-C the exit hooks (stopping Prefect's temporary server, removing a private Prefect home) take
     a fraction of a second, but tearing down torch, pyarrow and Prefect's modules afterwards took ~6 s
     more, with nothing left to save: every file that matters is already complete or was never renamed.
-    Works from any thread: the others stop where they are.
+    Works from any thread: the others stop where they are. `last` runs right before the exit.
     """
     if hooks:
         atexit._run_exitfuncs()
@@ -108,6 +108,8 @@ def exit_now(code: int, hooks: bool = True) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe must not turn a clean stop into a traceback
             pass
+    if last is not None:  # e.g. removing a folder other threads may still write to: as late as possible
+        last()
     os._exit(code)
 
 

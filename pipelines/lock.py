@@ -321,3 +321,19 @@ class RunLock:
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
+
+def drop_own_lock(base_url: str) -> bool:
+    """Remove the run lock at `base_url` if this very process holds it; for a process about to exit without
+    unwinding (the CLI's last resort after Ctrl-C / SIGTERM, or a lost Prefect API), whose `RunLock.release`
+    will never run. Any other holder's lock is left alone. True if a lock was removed."""
+    lock = RunLock(base_url)
+    try:
+        current = lock.read()
+        me = LockHolder.me()
+        if current is None or (current.pid, current.host, current.proc_start) != (me.pid, me.host, me.proc_start):
+            return False
+        lock.folder.remove(LOCK_NAME)
+    except Exception:  # noqa: BLE001 - an exit path must never fail on its own cleanup
+        return False
+    return True
+

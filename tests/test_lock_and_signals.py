@@ -86,6 +86,21 @@ def test_a_stopped_holder_on_this_host_is_not_taken_over_while_its_process_lives
         assert lock.read().token != "old"
 
 
+def test_an_exiting_process_drops_only_its_own_lock(tmp_path):
+    """The CLI's last resort when it exits without unwinding: its own lock goes, a recycled pid's stays."""
+    from pipelines.lock import LOCK_NAME, RunLock, drop_own_lock
+
+    base = str(tmp_path / "runs" / "micro")
+    lock = RunLock(base).acquire()
+    lock._stop.set()  # as if the process were about to os._exit: no release will run
+    assert drop_own_lock(base) and not (Path(base) / LOCK_NAME).exists()
+    assert not drop_own_lock(base)  # nothing left to drop
+    recycled = {"pid": os.getpid(), "host": socket.gethostname(), "started": 0.0, "heartbeat": time.time(),
+                "token": "old", "proc_start": "1"}
+    (Path(base) / LOCK_NAME).write_text(json.dumps(recycled))
+    assert not drop_own_lock(base) and (Path(base) / LOCK_NAME).exists()
+
+
 def test_a_holder_that_lost_its_lock_stops_before_its_next_shard_and_before_its_commit(tmp_path):
     from pipelines.lock import LOCK_NAME, RunLock, RunLockedError
 

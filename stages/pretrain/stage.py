@@ -119,7 +119,7 @@ def _resume(folder: Folder, trainer: Pretrainer, config_hash: str) -> None:
     if not folder.exists(name):
         return
     try:
-        state = torch.load(io.BytesIO(folder.read_bytes(name)), map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(folder.read_bytes(name)), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a torn snapshot is not fatal: the run restarts, loudly
         log.warning("pretrain: ignoring unreadable snapshot %s (%s); starting over", folder.url_of(name), err)
         return
