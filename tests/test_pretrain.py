@@ -174,3 +174,27 @@ def test_a_checkpoint_refuses_a_replaced_frozen_tower_file(tmp_path):
                      "clouds-tiny-convnext", {})
     with pytest.raises(CheckpointError, match="the weight file was replaced"):
         load_checkpoint(str(tmp_path / "ckpt"))
+
+
+SHIPPED = "models/weights/clouds-tiny-convnext-toycity.safetensors"
+
+
+def test_the_shipped_tower_loads_frozen_through_the_tiny_profile():
+    from pathlib import Path
+
+    from models.build import build_segmenter
+
+    path = Path(SHIPPED)
+    assert path.stat().st_size <= 10 * 2**20  # small enough to live in the repository
+    cfg = load_config(TINY)
+    assert cfg.model.backbone.pretrained == SHIPPED and cfg.model.backbone.freeze
+    meta = read_metadata(path)
+    # How it was made: the command, and the settings its committed artifact was hashed from.
+    assert meta["provenance"]["config"] == TINY and meta["provenance"]["pretrain"]["seed"] == cfg.pretrain.seed
+    assert meta["provenance"]["pretrain"] == cfg.pretrain.model_dump(mode="json")
+    model = build_segmenter(cfg.model)
+    saved = load_file(str(path))
+    for key, value in model.backbone.visual.state_dict().items():
+        assert torch.equal(value, saved[key].to(value.dtype)), key
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+
