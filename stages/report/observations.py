@@ -18,7 +18,8 @@ def observations(rounds: list[RoundResult]) -> list[str]:
         notes.append(
             f"Mean target mIoU {verdict}: {100 * before:.1f} (source only) -> {100 * after:.1f} after round "
             f"{last.round}. Later rounds also train longer, so compare with a source-only run of the same length "
-            "before crediting the pseudo labels."
+            "before crediting the pseudo labels, and over several seeds: benchmarks/bench_effect.py runs both "
+            "(mean and spread over seeds)."
         )
     pseudo = [r for r in rounds if r.pseudo_before is not None]
     if pseudo:
