@@ -27,9 +27,9 @@ from clouds.config import load_config
 from pipelines.layout import RunLayout
 from pipelines.results import collect_rounds
 from stages.report import RoundResult
+from stages.report.figures import is_in_domain
 
 CLOUDS = str(Path(sys.executable).with_name("clouds"))
-TARGET_DOMAINS_EXCLUDE = ("val-sim",)  # in-domain figure, not a target
 
 
 def _commands(config: str, root: str, seed: int, control_iters: int, extra: list[str]) -> dict[str, list[str]]:
@@ -59,7 +59,7 @@ def _cell(values: list[float]) -> str:
 
 
 def _target_mean(r: RoundResult) -> float:
-    targets = [v for d, v in r.miou.items() if d not in TARGET_DOMAINS_EXCLUDE]
+    targets = [v for d, v in r.miou.items() if not is_in_domain(d)]  # as the report averages
     return sum(targets) / len(targets)
 
 

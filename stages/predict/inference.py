@@ -17,6 +17,7 @@ import torch.nn.functional as TF
 from torch import nn
 
 from stages.evaluate.stage import resize_short_side
+from stages.pseudo_label.labeler import winning_share
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,8 @@ def _to_float(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
 def _label_and_confidence(scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Argmax label and the winner's share of the summed scores (Mask2Former's class scores are not
     normalised; the same confidence the pseudo-labeler writes), both uint8."""
-    total = scores.sum(0).clamp_min(1e-12)
-    best, label = scores.max(0)
-    conf = ((best / total).clamp(0, 1) * 255).round().to(torch.uint8)
-    return label.to(torch.uint8).cpu().numpy(), conf.cpu().numpy()
+    label, share = winning_share(scores[None])
+    return label[0].cpu().numpy(), (share[0] * 255).round().to(torch.uint8).cpu().numpy()
 
 
 @torch.inference_mode()

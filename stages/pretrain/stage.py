@@ -19,6 +19,8 @@ import io
 import json
 import logging
 import math
+import os
+import tempfile
 import time
 from typing import Any
 
@@ -197,9 +199,6 @@ def pretrain(cfg: CloudsConfig, output_url: str, provenance: dict[str, Any] | No
 
 def _write_tower(folder: Folder, trainer: Pretrainer, provenance: dict[str, Any]) -> None:
     """safetensors writes to a path: write a local temporary file, then move its bytes into place atomically."""
-    import os
-    import tempfile
-
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, TOWER_FILE)
         save_image_tower(path, trainer.tower.visual, trainer.model_name, provenance)

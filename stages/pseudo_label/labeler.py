@@ -16,6 +16,14 @@ def _to_batch(images: Sequence[np.ndarray], device: torch.device) -> torch.Tenso
 
 
 @torch.inference_mode()
+def winning_share(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax train ids (uint8) and the winner's share of the summed scores in [0, 1], for [B,C,H,W] scores:
+    Mask2Former's per-class scores are not normalised, so this is the confidence pseudo labels and
+    `clouds predict` report."""
+    best, label = scores.max(1)
+    return label.to(torch.uint8), (best / scores.sum(1).clamp_min(1e-12)).clamp(0, 1)
+
+
 def label_images(
     teacher: torch.nn.Module,
     images: Sequence[np.ndarray],
@@ -39,10 +47,8 @@ def label_images(
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             scores = teacher.predict_scores(_to_batch([images[i] for i in chunk], device)).float()
-            total = scores.sum(1).clamp_min(1e-12)
-            best, label = scores.max(1)
-            conf = (best / total).clamp(0, 1)
-            label = label.to(torch.uint8)
+            label, conf = winning_share(scores)
+            label = label.clone()  # an inference tensor when the model scores under inference_mode
             if confidence_threshold is not None:
                 label[conf < confidence_threshold] = IGNORE
             conf_u8 = (conf * 255).round().to(torch.uint8)
