@@ -53,6 +53,23 @@ class ConsoleFormatter(logging.Formatter):
         return text if record.levelno < logging.ERROR else text.split("\n", 1)[0]
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at each record, not the stream it was created with: commands run
+    in one process one after another (tests, notebooks) each capture stderr, and a handler bound to an
+    earlier, closed capture printed a logging traceback instead of the record."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: ANN201 - logging's attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001 - logging assigns it in __init__ and setStream
+        pass
+
+
 @app.callback()
 def _main(
     ctx: typer.Context,
@@ -60,9 +77,11 @@ def _main(
     debug: bool = typer.Option(False, "--debug", help="print full tracebacks (errors are one line otherwise)"),
 ) -> None:
     # Our own packages speak at INFO; libraries (httpx, open_clip, ...) only when something is wrong.
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.setFormatter(ConsoleFormatter(tracebacks=debug or verbose))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+    # force: Prefect's import installs its own console handler on the root logger, bound to the stderr of
+    # that moment; ours replaces it (Prefect's setup keeps a root handler that is not its own).
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
     for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     ctx.obj = {"debug": debug}
@@ -213,10 +232,13 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
         import os
         import shutil
 
+        from rich.markup import escape
+
         fix = ("start it again (clouds server) or unset PREFECT_API_URL, then resume with: " if external
                else "its run history is gone with it, your artifacts are not; resume with: ")
-        console.print(f"[bold red]error:[/] {mode} stopped {_where_stopped(cfg, layout)}: {reason}",
-                      soft_wrap=True, markup=True, highlight=False)
+        said_by_server = "" if external else _server_said()
+        console.print(f"[bold red]error:[/] {escape(f'{mode} stopped {_where_stopped(cfg, layout)}: {reason}')}"
+                      f"{escape(said_by_server)}", soft_wrap=True, markup=True, highlight=False)
         console.print(f"[bold]hint:[/] {fix}{resume}", soft_wrap=True, markup=True, highlight=False)
         # Without the exit hooks: Prefect's would flush to the dead API, and the first of them to need a
         # client started a fresh temporary server that outlived us. Ours are the only ones worth running.
@@ -244,10 +266,18 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
         hint = hint_for(str(err), cfg, how)
         if hint is None or debug:
             raise
-        _fail(f"{mode} failed: {err}", hint)
+        _fail(f"{mode} failed: {err}{_server_said()}", hint)
     except Shutdown as stop:
         stopped(stop.signum)
         exit_now(128 + stop.signum)
+
+
+def _server_said() -> str:
+    """The temporary server's last output lines on one line, for an error about the server."""
+    from clouds.processes import server_log_tail
+
+    tail = " | ".join(line.strip() for line in server_log_tail().splitlines() if line.strip())
+    return f" (the server's last output: {tail})" if tail else ""
 
 
 def _private_prefect_home() -> str | None:

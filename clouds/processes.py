@@ -24,8 +24,9 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,9 @@ def die_with_parent() -> Callable[[], None] | None:
 
 
 @contextmanager
-def _popen_owned_by_us() -> Iterator[None]:
+def _popen_owned_by_us(output: IO[bytes] | None = None) -> Iterator[None]:
     """Within the block, new `subprocess.Popen` children start in their own session and (Linux) get
-    PR_SET_PDEATHSIG.
+    PR_SET_PDEATHSIG; with `output`, their stdout and stderr go there.
 
     For a child whose Popen call we cannot pass arguments to (Prefect's temporary server). Its own session
     keeps a terminal's Ctrl-C, sent to the whole foreground group, from killing the server while the run
@@ -151,6 +152,9 @@ def _popen_owned_by_us() -> Iterator[None]:
     class OwnedPopen(original):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any):
             kwargs.setdefault("start_new_session", True)
+            if output is not None:
+                kwargs.setdefault("stdout", output)
+                kwargs.setdefault("stderr", subprocess.STDOUT)
             if kwargs.get("preexec_fn") is None:
                 kwargs["preexec_fn"] = preexec
             super().__init__(*args, **kwargs)
@@ -162,14 +166,41 @@ def _popen_owned_by_us() -> Iterator[None]:
         subprocess.Popen = original  # type: ignore[misc]
 
 
+def server_log_path() -> Path:
+    """Where this process's temporary Prefect server writes its output (in PREFECT_HOME, one per process)."""
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().home) / f"temporary-server-{os.getpid()}.log"
+
+
+def server_log_tail(lines: int = 15) -> str:
+    """The last lines the temporary server wrote, for an error about it; empty when it wrote nothing."""
+    try:
+        text = server_log_path().read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 def _tied_prefect_server() -> Any:
-    """Prefect's temporary API server, to be started in this thread as a child that dies with this process."""
+    """Prefect's temporary API server, to be started in this thread as a child that dies with this process.
+
+    Its output goes to `server_log_path()`, not to our terminal: stopped while still starting (a run that
+    is refused its lock within a second), uvicorn printed a 25-line shutdown traceback above our one
+    `error:` line. The CLI shows the log's tail when the server is the problem (it failed or died).
+    """
     from prefect.server.api.server import SubprocessASGIServer
 
     class TiedServer(SubprocessASGIServer):
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            with _popen_owned_by_us():
+            path = server_log_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as output, _popen_owned_by_us(output):  # the child keeps its own copy
                 return super()._run_uvicorn_command()
+
+        def stop(self) -> None:
+            super().stop()
+            server_log_path().unlink(missing_ok=True)
 
     # Prefect keeps one instance per port in a class-level dict that subclasses share: its own
     # `SubprocessASGIServer()` calls get this instance back instead of starting a second server.

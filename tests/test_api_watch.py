@@ -132,3 +132,19 @@ def _prefect_home(process: psutil.Process) -> str | None:
         return process.environ().get("PREFECT_HOME")
     except (psutil.Error, OSError):
         return None
+
+
+def test_the_temporary_server_writes_to_its_log_not_to_our_terminal(tmp_path, monkeypatch):
+    """Stopped while still starting (a run refused its lock at once), uvicorn printed a shutdown traceback
+    above the CLI's one error line; its output now goes to a log the CLI quotes when the server fails."""
+    from clouds import processes
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    log = processes.server_log_path()
+    assert log.parent == tmp_path
+    log.write_bytes(b"")
+    child = "import sys; print('to stdout'); sys.stderr.write('to stderr\\n')"
+    with open(log, "ab") as output, processes._popen_owned_by_us(output):
+        proc = subprocess.Popen([sys.executable, "-c", child])
+    assert proc.wait(timeout=30) == 0
+    assert processes.server_log_tail().splitlines() == ["to stdout", "to stderr"]

@@ -92,3 +92,14 @@ def test_rounds_table_reads_committed_evaluations(tmp_path):
     table = _rounds_table(cfg, str(tmp_path))
     assert [c.header for c in table.columns] == ["round", "fog", "pseudo (teacher)", "pseudo (refined)"]
     assert list(table.columns[1].cells) == ["12.3"]
+
+
+def test_log_records_reach_the_stderr_of_the_moment_after_an_earlier_command(tmp_path, capsys):
+    """Commands run one after another in one process (tests, notebooks): the first one's captured stderr
+    is closed when it returns, and a handler bound to it printed a logging traceback instead of the record."""
+    import logging
+
+    runner.invoke(app, ["inspect", str(tmp_path / "nothing-here")])
+    logging.getLogger("stages.predict").warning("after the command")
+    err = capsys.readouterr().err
+    assert "after the command" in err and "Logging error" not in err and "Traceback" not in err
