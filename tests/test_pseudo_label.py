@@ -86,3 +86,14 @@ def test_real_tiny_teacher_labels_every_pixel():
 def test_bad_image_is_named():
     with pytest.raises(ValueError, match="image 0: expected HxWx3 uint8"):
         label_images(Fixed(), [np.zeros((4, 4), np.uint8)], 1, torch.device("cpu"))
+
+
+def test_stage_with_a_confidence_threshold_scores_the_labelled_pixels(tmp_path):
+    """The threshold's ignore pixels (255) are not predictions: the stage scored them as one and failed."""
+    images_artifact("memory://gen-th")
+    cfg = PseudoLabelConfig(batch_size=2, confidence_threshold=0.5)
+    art = prepare_pseudo_label(Fixed(), "memory://gen-th", "memory://gen-th", "memory://pl-th", cfg,
+                               device=torch.device("cpu")).run_all()
+    s = next(art.iter_samples())
+    assert (s["seg.png"][:, 16:] == 255).all() and s["json"]["pseudo_coverage"] == pytest.approx(0.5)
+    assert s["json"]["pseudo_miou"] == pytest.approx(1.0) and art.lineage["stats"]["pseudo_miou"] == pytest.approx(1.0)

@@ -13,8 +13,9 @@ import torch
 
 from artifacts import Artifact, ArtifactWriter, image_member, open_artifact
 from clouds.config import PseudoLabelConfig
-from stages.evaluate.metrics import confusion_matrix, iou_per_class, mean_iou
+from stages.evaluate.metrics import iou_per_class, mean_iou
 from stages.pseudo_label.labeler import label_images
+from stages.refine.quality import confusion_matrix
 from stages.sharded import Lazy, ShardedJob
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,9 @@ def label_shard(
             meta["pseudo_coverage"] = float((label != 255).mean())
             meta["pseudo_confidence"] = float(conf.mean() / 255.0)
             if TRUE in sample:
-                pred = torch.from_numpy(label.astype(np.int64))
-                c = confusion_matrix(pred, torch.from_numpy(sample[TRUE].astype(np.int64))).numpy()
+                # Over the pixels the label claims, as refined labels are scored: with a confidence threshold
+                # the ignored pixels are not errors, the student never trains on them (coverage says how many).
+                c = confusion_matrix(label, sample[TRUE])
                 confusion += c
                 meta["pseudo_miou"] = mean_iou(c)
             out["json"] = meta
