@@ -1,4 +1,5 @@
-"""The segmenter: frozen open_clip CLIP tower + transformers' Mask2Former, EMA teacher and checkpoints.
+"""The segmenter: frozen open_clip CLIP tower (or timm ViT + pyramid neck) + transformers' Mask2Former, EMA teacher
+and checkpoints.
 
 Names are resolved lazily (PEP 562) so that `import models.sam` does not pay for importing transformers.
 """
@@ -21,6 +22,8 @@ _EXPORTS = {
     "EmaTeacher": "models.ema",
     "make_teacher": "models.ema",
     "Segmenter": "models.segmenter",
+    "ViTBackbone": "models.vit_backbone",
+    "create_timm_tower": "models.timm_tower",
 }
 
 __all__ = sorted(_EXPORTS)

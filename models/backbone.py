@@ -62,6 +62,9 @@ def create_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> nn.M
     is neither a known tag nor an existing file fails here, naming it, rather than deep in open_clip's
     download code.
     """
+    if cfg.library != "open_clip":
+        raise ValueError(f"backbone.library {cfg.library!r}: {cfg.name!r} is not an open_clip CLIP model; this step "
+                         "needs a CLIP tower (backbone.library: open_clip)")
     register_model_configs()
     name, pretrained = cfg.name, _shipped_or_given(cfg.pretrained)
     if name.startswith("local-dir:") and not os.path.isdir(name.removeprefix("local-dir:")):

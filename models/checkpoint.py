@@ -6,7 +6,11 @@ Layout of a checkpoint directory:
   backbone.safetensors          when the backbone was trained (freeze: false) or has random weights
                                 (pretrained: null) — otherwise it is rebuilt from its open_clip tag/file
   backbone.json                 when the backbone is rebuilt instead: the sha256 of its weights, checked
-                                on load (a replaced weight file must not silently pair old decoders with it)
+                                on load (a replaced weight file must not silently pair old decoders with it);
+                                for a timm tower also its library and name, and the hash covers only the
+                                pretrained (frozen) tensors
+  student_backbone.safetensors  a rebuilt backbone's learned tensors only (timm ViT: Rein tokens, LoRA, neck)
+  teacher_backbone.safetensors  the same for the EMA teacher's copy of them
   extra.json                    caller's json-able state (iteration, optimiser-free bookkeeping, ...)
   model.json                    the ModelConfig dump; written last, so its presence marks a complete save
 No pickles: weights go through safetensors only.
@@ -36,6 +40,8 @@ STUDENT = "student_decoder.safetensors"
 TEACHER = "teacher_decoder.safetensors"
 BACKBONE = "backbone.safetensors"
 BACKBONE_REF = "backbone.json"
+STUDENT_BACKBONE = "student_backbone.safetensors"
+TEACHER_BACKBONE = "teacher_backbone.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -53,7 +59,9 @@ def backbone_sha256(backbone: nn.Module) -> str:
     if cached is not None and getattr(backbone, "frozen", False):
         return cached
     digest = hashlib.sha256()
-    for name, tensor in sorted(backbone.state_dict().items()):
+    # A backbone with learned tensors of its own (timm ViT + Rein/LoRA/neck) hashes only its pretrained ones.
+    frozen_state = getattr(backbone, "frozen_state_dict", backbone.state_dict)
+    for name, tensor in sorted(frozen_state().items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -70,6 +78,20 @@ def _write(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
 
 def _tensors(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def _trained_tensors(backbone: nn.Module) -> dict[str, Tensor]:
+    """A rebuilt backbone's learned tensors (empty for a frozen open_clip tower, which learns none)."""
+    trained = getattr(backbone, "trained_state_dict", None)
+    return {k: v.detach().cpu().contiguous() for k, v in (trained() if trained else {}).items()}
+
+
+def _write_or_remove(fs: fsspec.AbstractFileSystem, folder: Folder, root: str, name: str,
+                     tensors: dict[str, Tensor]) -> None:
+    if tensors:
+        _write(fs, f"{root}/{name}", save_safetensors(tensors, {"part": name.removesuffix(".safetensors")}))
+    else:
+        folder.remove(name)
 
 
 def save_checkpoint(
@@ -89,13 +111,20 @@ def save_checkpoint(
         _write(fs, f"{root}/{TEACHER}", save_safetensors(_tensors(teacher.decoder), {"part": "teacher_decoder"}))
     else:
         folder.remove(TEACHER)
+    own_teacher_backbone = teacher is not None and teacher.backbone is not student.backbone
     if _saves_backbone(cfg):
         _write(fs, f"{root}/{BACKBONE}", save_safetensors(_tensors(student.backbone), {"part": "backbone"}))
         folder.remove(BACKBONE_REF)
+        folder.remove(STUDENT_BACKBONE)
     else:
-        ref = {"pretrained": cfg.backbone.pretrained, "sha256": backbone_sha256(student.backbone)}
+        ref: dict[str, Any] = {"pretrained": cfg.backbone.pretrained, "sha256": backbone_sha256(student.backbone)}
+        if cfg.backbone.library != "open_clip":  # open_clip checkpoints keep their exact former layout
+            ref.update(library=cfg.backbone.library, name=cfg.backbone.name)
         _write(fs, f"{root}/{BACKBONE_REF}", json.dumps(ref, indent=2, sort_keys=True).encode())
         folder.remove(BACKBONE)
+        _write_or_remove(fs, folder, root, STUDENT_BACKBONE, _trained_tensors(student.backbone))
+    _write_or_remove(fs, folder, root, TEACHER_BACKBONE,
+                     _trained_tensors(teacher.backbone) if own_teacher_backbone else {})
     _write(fs, f"{root}/{EXTRA_JSON}", extra_text.encode())
     _write(fs, f"{root}/{MODEL_JSON}", cfg.model_dump_json(indent=2).encode())
     return path
@@ -103,6 +132,12 @@ def save_checkpoint(
 
 def _check_backbone(backbone: nn.Module, ref: dict[str, Any], cfg: ModelConfig, path: str) -> None:
     """The rebuilt frozen backbone must be the one the decoders were trained on."""
+    for key in ("library", "name"):
+        if key in ref and ref[key] != getattr(cfg.backbone, key):
+            raise CheckpointError(
+                f"{path} was trained on backbone {key} {ref[key]!r}, but model.backbone.{key} is "
+                f"{getattr(cfg.backbone, key)!r}: load it with its own backbone or retrain"
+            )
     now = backbone_sha256(backbone)
     if now != ref.get("sha256"):
         raise CheckpointError(
@@ -133,6 +168,12 @@ def _load_into(module: nn.Module, state: dict[str, Tensor], what: str) -> None:
     for k in expected:
         if k.startswith(DERIVED_PREFIX) and k not in state:
             state[k] = expected[k]
+    _check_keys(expected, state, what)
+    module.load_state_dict(state, strict=True)
+
+
+def _check_keys(expected: dict[str, Tensor], state: dict[str, Tensor], what: str) -> None:
+    """CheckpointError naming every missing, unexpected and wrongly-shaped key of `state`."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = sorted(
@@ -147,7 +188,19 @@ def _load_into(module: nn.Module, state: dict[str, Tensor], what: str) -> None:
             f"missing keys [{show(missing)}]; unexpected keys [{show(unexpected)}]; "
             f"shape mismatches [{show(mismatched)}]"
         )
-    module.load_state_dict(state, strict=True)
+
+
+def _load_trained(backbone: nn.Module, fs: fsspec.AbstractFileSystem, root: str, path: str, name: str) -> None:
+    """Load a rebuilt backbone's learned tensors; the file must hold exactly the ones this backbone learns."""
+    expected = _trained_tensors(backbone)
+    if not expected and not fs.exists(f"{root}/{name}"):
+        return
+    state = load_safetensors(_read(fs, f"{root}/{name}", f"{path}/{name}"))
+    wanted = {k: v for k, v in backbone.state_dict().items() if k in expected}
+    _check_keys(wanted, state, f"{path}/{name}")
+    with torch.no_grad():
+        for key, value in state.items():
+            wanted[key].copy_(value)
 
 
 def load_checkpoint(
@@ -157,7 +210,8 @@ def load_checkpoint(
 
     The architecture comes from the checkpoint's model.json unless `cfg` is given (e.g. the current run's
     config): then the weights must fit that architecture or CheckpointError lists the offending keys. The
-    teacher shares the student's backbone object, as during training.
+    teacher shares the student's backbone object, as during training (or, for a backbone with learned
+    tensors, its frozen tensors, with its own learned ones loaded from teacher_backbone.safetensors).
     """
     fs, root = fsspec.core.url_to_fs(path)
     saved_cfg = ModelConfig.model_validate_json(_read(fs, f"{root}/{MODEL_JSON}", f"{path}/{MODEL_JSON}"))
@@ -169,6 +223,7 @@ def load_checkpoint(
         _load_into(student.backbone, state, f"{path}/{BACKBONE}")
     elif fs.exists(f"{root}/{BACKBONE_REF}"):
         _check_backbone(student.backbone, json.loads(_read(fs, f"{root}/{BACKBONE_REF}", path)), cfg, path)
+        _load_trained(student.backbone, fs, root, path, STUDENT_BACKBONE)
     state = load_safetensors(_read(fs, f"{root}/{STUDENT}", f"{path}/{STUDENT}"))
     _load_into(student.decoder, state, f"{path}/{STUDENT}")
     teacher = None
@@ -176,5 +231,7 @@ def load_checkpoint(
         teacher = make_teacher(student)
         state = load_safetensors(_read(fs, f"{root}/{TEACHER}", f"{path}/{TEACHER}"))
         _load_into(teacher.decoder, state, f"{path}/{TEACHER}")
+        if teacher.backbone is not student.backbone:
+            _load_trained(teacher.backbone, fs, root, path, TEACHER_BACKBONE)
         teacher.to(device)
     return student.to(device), teacher, cfg, extra

@@ -12,16 +12,18 @@ from models.backbone import ClipBackbone
 from models.heads import geometric_ensemble
 from models.loss import build_criterion, semantic_targets
 from models.mask2former import DecoderOutput, Mask2FormerDecoder
+from models.vit_backbone import ViTBackbone
 
 SIZE_DIVISIBILITY = 32
 """Inputs are padded to a multiple of the coarsest stride (as the reference's ImageList does)."""
 
 
 class Segmenter(nn.Module):
-    """`backbone` is the (usually frozen, possibly shared with an EMA teacher) CLIP tower; `decoder` holds every
-    trainable parameter. Images are RGB float on the 0-255 scale, labels train ids with 255 = ignore."""
+    """`backbone` is the (usually frozen, possibly shared with an EMA teacher) CLIP tower, or a timm ViT whose few
+    learned tensors (Rein tokens, LoRA, neck) train with the decoder; `decoder` holds every other trainable
+    parameter. Images are RGB float on the 0-255 scale, labels train ids with 255 = ignore."""
 
-    def __init__(self, backbone: ClipBackbone, decoder: Mask2FormerDecoder, cfg: ModelConfig) -> None:
+    def __init__(self, backbone: ClipBackbone | ViTBackbone, decoder: Mask2FormerDecoder, cfg: ModelConfig) -> None:
         super().__init__()
         self.backbone = backbone
         self.decoder = decoder

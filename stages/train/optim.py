@@ -2,7 +2,9 @@
 
 Mask2Former's build_optimizer exempts normalisation layers and nn.Embedding tables (the query
 features/positions and level embeddings in transformers' Mask2Former) from weight decay; biases and
-every other weight keep it. Frozen parameters (the CLIP backbone) are not handed to the optimizer.
+every other weight keep it. Frozen parameters (the CLIP backbone) are not handed to the optimizer. A module
+may name parameters of its own that take no weight decay in a `NO_WEIGHT_DECAY` class attribute (Rein's
+tokens and scale, as the Rein recipe sets decay_mult 0 for them).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            exempt = _is_norm(module) or isinstance(module, nn.Embedding) or any(n in name for n in NO_DECAY_NAMES)
+            exempt = (_is_norm(module) or isinstance(module, nn.Embedding) or any(n in name for n in NO_DECAY_NAMES)
+                      or name in getattr(module, "NO_WEIGHT_DECAY", ()))
             (no_decay if exempt else decay).append(param)
     if not decay and not no_decay:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
