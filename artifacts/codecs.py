@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 # PNG compression level is pinned: byte-identical reruns are part of the artifact contract.
 PNG_LEVEL = 6
 JPEG_QUALITY = 95
+IMAGE_MEMBERS = ("png", "jpg", "jpeg")
+"""The members a sample's image may be stored as (also the extensions decoded as images), in preference order."""
 
 
 def _ext(member: str) -> str:
@@ -58,7 +61,7 @@ def encode_member(member: str, value: Any) -> bytes:
 def decode_member(member: str, data: bytes) -> Any:
     """Decode one member by its extension; unknown extensions stay bytes."""
     ext = _ext(member)
-    if ext in ("png", "jpg", "jpeg"):
+    if ext in IMAGE_MEMBERS:
         with Image.open(io.BytesIO(data)) as image:
             if image.mode not in ("L", "RGB"):
                 image = image.convert("RGB")
@@ -72,9 +75,15 @@ def decode_member(member: str, data: bytes) -> Any:
     return data
 
 
+def image_member_name(members: Iterable[str]) -> str | None:
+    """Which of the image members a sample (or a manifest row's member list) holds, in preference order."""
+    present = set(members)
+    return next((m for m in IMAGE_MEMBERS if m in present), None)
+
+
 def image_member(sample: dict[str, Any]) -> Any:
     """The sample's image, whichever of png/jpg it was stored as."""
-    for name in ("png", "jpg", "jpeg"):
-        if name in sample:
-            return sample[name]
+    name = image_member_name(sample)
+    if name is not None:
+        return sample[name]
     raise KeyError(f"sample {sample.get('__key__')!r} has no image member (png/jpg); members: {sorted(sample)}")

@@ -14,7 +14,7 @@ import webdataset as wds
 from PIL import Image
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from artifacts.codecs import encode_member
+from artifacts.codecs import IMAGE_MEMBERS, encode_member
 from artifacts.errors import ArtifactError
 from artifacts.fence import check_fences
 from artifacts.lineage import sha256_bytes
@@ -76,7 +76,7 @@ def describe(key: str, shard: str, encoded: dict[str, bytes], sample: dict[str, 
 
 def _image_size(sample: dict[str, Any], encoded: dict[str, bytes]) -> tuple[int | None, int | None]:
     """Height and width from the array, or from the image header when the member was passed as bytes."""
-    for m in ("png", "jpg", "jpeg"):
+    for m in IMAGE_MEMBERS:
         if m not in sample:
             continue
         shape = getattr(sample[m], "shape", None)

@@ -195,26 +195,26 @@ ROUND_MODES = {"full-round", "pseudo-label", "refine", "train", "evaluate"}
 
 def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_: int, rounds: int | None,
               force: bool, overrides: list[str], debug: bool = False) -> dict:
-    from clouds.config import ConfigError, load_config
+    from clouds.config import load_config
     from clouds.config.base import check_safe_name
+    from clouds.errors import CloudsError
 
     try:
         cfg = load_config(config, overrides)  # fail here, before Prefect starts, on a bad config
         if run is not None:
             check_safe_name(run, "--run")  # the config's run.name is checked by the schema; --run bypasses it
-    except (ConfigError, ValueError) as err:
+    except (CloudsError, ValueError) as err:  # ValueError: a bad --run name
         _fail(str(err))
     home = _private_prefect_home()
     from pipelines.clouds_flow import MODES, clouds
 
     if mode not in MODES:
         _fail(f"unknown stage or mode {mode!r}; choose one of: {', '.join(MODES)}")
-    from artifacts import ArtifactError
     from clouds.api_watch import ApiWatchdog
     from clouds.hints import Invocation, hint_for
+    from clouds.layout import RunLayout
     from clouds.processes import Shutdown, exit_now, shutdown_on_signals, start_prefect_server
-    from pipelines.layout import RunLayout
-    from pipelines.lock import RunLockedError, drop_own_lock
+    from pipelines.lock import drop_own_lock
 
     how = Invocation(str(config), root, run, tuple(overrides))
     resume = how.command(mode, round_=round_ if mode in ROUND_MODES else None, rounds=rounds)
@@ -259,8 +259,9 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
             with ApiWatchdog(api_url, api_lost, process=server_process):
                 return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run,
                               round=round_, rounds=rounds, force=force)
-    except (RunLockedError, ArtifactError, FileNotFoundError, ValueError) as err:
+    except (CloudsError, FileNotFoundError, ValueError) as err:
         # Bad input the user can fix: one line naming the file/sample/key, and the fix when it is known.
+        # ValueError: lower layers still raise it for bad values (models' CheckpointError among them).
         _fail(f"{mode} failed: {err}", hint_for(str(err), cfg, how))
     except RuntimeError as err:  # e.g. Prefect's temporary server did not start on a busy machine
         hint = hint_for(str(err), cfg, how)
@@ -373,8 +374,8 @@ def demo(
 def _rounds_table(config: Path, root: str | None) -> Table:
     """mIoU per round and domain, read back from the committed evaluation artifacts."""
     from clouds.config import load_config
-    from pipelines.layout import RunLayout
-    from pipelines.results import collect_rounds
+    from clouds.layout import RunLayout
+    from stages.report.rounds import collect_rounds
 
     cfg = load_config(config)
     layout = RunLayout(root or cfg.run.root, cfg.run.name)
@@ -424,16 +425,16 @@ def status(
     """Every artifact of a run as built, stale (and what changed) or missing; runs nothing, writes nothing."""
     import shlex
 
-    from artifacts import ArtifactError
-    from clouds.config import ConfigError, load_config
-    from pipelines.layout import RunLayout
+    from clouds.config import load_config
+    from clouds.errors import CloudsError
+    from clouds.layout import RunLayout
     from pipelines.status import rebuild_args, run_status
 
     try:
         cfg = load_config(config, overrides)
         layout = RunLayout(root or cfg.run.root, run_name or cfg.run.name)
         result = run_status(cfg, layout, rounds)
-    except (ConfigError, ArtifactError, ValueError) as err:
+    except (CloudsError, ValueError) as err:
         _fail(str(err))
     args = rebuild_args(result)
     if args is not None:
@@ -489,7 +490,7 @@ def predict(
 ) -> None:
     """Apply a trained segmenter to images: train-id label PNGs, colour overlays (and confidences) in a committed
     artifact at --out; rerunning after an interruption keeps the finished shards."""
-    from artifacts import ArtifactError
+    from clouds.errors import CloudsError
     from stages.predict.errors import PredictInputError
     from stages.predict.inference import InferenceSettings
     from stages.predict.stage import predict as run_predict
@@ -502,7 +503,7 @@ def predict(
         url = _checkpoint_url(checkpoint, root)
         result = run_predict(url, inputs, out, settings, overlays=overlays, overwrite=overwrite,
                              batch_size=batch_size, shard_size=shard_size, device=device)
-    except (PredictInputError, ArtifactError, ValueError, OSError) as err:
+    except (CloudsError, ValueError, OSError) as err:
         _fail(str(err), _predict_hint(str(err)))
     reused = " (already committed, reused)" if result.get("skipped") else ""
     console.print(f"predicted {result['images']} image(s) with {url}: {result['url']}{reused}", soft_wrap=True,
@@ -524,7 +525,7 @@ def export(
     root: str = typer.Option(None, "--root", help="run root for RUN:best (default: run.root, 'runs')"),
 ) -> None:
     """Export a checkpoint as one self-contained file, with a model card (markdown) written next to it."""
-    from artifacts import ArtifactError
+    from clouds.errors import CloudsError
     from stages.export.export import export_checkpoint
     from stages.predict.errors import PredictInputError
 
@@ -533,7 +534,7 @@ def export(
             raise PredictInputError(f"--weights must be 'student' or 'teacher', got {weights!r}")
         url = _checkpoint_url(checkpoint, root)
         done = export_checkpoint(url, fmt, out, weights=weights, size=size)
-    except (PredictInputError, ArtifactError, ValueError, OSError) as err:
+    except (CloudsError, ValueError, OSError) as err:
         _fail(str(err), _predict_hint(str(err)))
     console.print(f"exported {url} as {fmt}: {done.path} (model card: {done.card})", soft_wrap=True, highlight=False)
     if done.max_abs_diff is not None:
@@ -559,8 +560,8 @@ def evaluate(
 ) -> None:
     """Score a committed checkpoint on any data, without a run folder: the evaluate stage's report (per-class and
     per-domain parquet, confusion matrices, report.md, iou.png) at --out."""
-    from artifacts import ArtifactError
     from clouds.config import EvaluateConfig
+    from clouds.errors import CloudsError
     from stages.evaluate.standalone import evaluate_checkpoint, scoring_for
     from stages.predict.errors import PredictInputError
 
@@ -574,7 +575,7 @@ def evaluate(
             changes["short_side"] = short_side or None
         scoring.settings = EvaluateConfig.model_validate({**scoring.settings.model_dump(), **changes})
         result = evaluate_checkpoint(url, scoring, out, device=device)
-    except (PredictInputError, ArtifactError, ValueError, OSError) as err:
+    except (CloudsError, ValueError, OSError) as err:
         _fail(str(err), _predict_hint(str(err)))
     out_console = Console()
     for name, value in result.get("miou", {}).items():

@@ -10,38 +10,20 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from clouds.prefect_env import project_loggers_at_info
 from pipelines.context import DEFAULT_CONFIG, RunContext
 from pipelines.lock import RunLock
-from pipelines.results import collect_rounds, gallery_samples, miou_rows
-from pipelines.stage_flows import (
-    ROUND_STAGES,
-    STAGE_FLOWS,
-    evaluate_flow,
-    ingest_flow,
-    prompts_flow,
-    pseudo_label_flow,
-    refine_flow,
-    synthesize_flow,
-    train_flow,
-)
+from pipelines.stage_flows import ROUND_STAGES, STAGE_FLOWS
 from stages.report import observations, write_report
+from stages.report.rounds import collect_rounds, gallery_samples, miou_rows
+from stages.table import run_order
 
 MODES = ("full-round", "loop", *STAGE_FLOWS)
 
 
 def _run_rounds(common: dict[str, Any], last: int) -> list[dict[str, Any]]:
-    """Everything round `last` needs, in DAG order; finished, unchanged stages are reused."""
+    """Everything round `last` needs, in the stage table's DAG order; finished, unchanged stages are reused."""
     steps: list[dict[str, Any]] = []
-    ingested = ingest_flow(**common)
-    steps += list(ingested.values())
-    steps.append(train_flow(**common, round=0))
-    steps.append(evaluate_flow(**common, round=0))
-    if last >= 1:
-        steps.append(prompts_flow(**common))
-        steps.append(synthesize_flow(**common))
-    for k in range(1, last + 1):
-        steps.append(pseudo_label_flow(**common, round=k))
-        steps.append(refine_flow(**common, round=k))
-        steps.append(train_flow(**common, round=k))
-        steps.append(evaluate_flow(**common, round=k))
+    for entry, k in run_order(last):
+        result = STAGE_FLOWS[entry.name](**common, **({"round": k} if entry.per_round else {}))
+        steps += list(result.values()) if entry.fans_out else [result]
     return steps
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clouds.config import CloudsConfig, load_config
+from clouds.layout import RunLayout
 from clouds.threads import apply_num_threads
-from pipelines.layout import RunLayout
 
 DEFAULT_CONFIG = "configs/tiny.yaml"
 

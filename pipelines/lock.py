@@ -43,6 +43,7 @@ from typing import Any
 
 from artifacts import ArtifactError, Folder
 from artifacts.fence import add_fence
+from clouds.errors import CloudsError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ DEFAULT_STALE_AFTER = 600.0
 STALE_ENV = "CLOUDS_LOCK_STALE_AFTER"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(CloudsError, RuntimeError):
     """Another live run holds the lock of this run folder; the message names it."""
 
 

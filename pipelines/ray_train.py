@@ -16,7 +16,7 @@ from artifacts import read_lineage
 from clouds.config import CloudsConfig, ExecutorConfig
 from clouds.threads import apply_num_threads
 from pipelines.ray_cluster import check_reachable, check_shared_storage
-from stages.train.launch import RoundPlan
+from stages.train.plan import RoundPlan
 
 
 def _train_worker(loop_config: dict[str, Any]) -> None:

@@ -1,182 +1,103 @@
-"""One Prefect flow per stage. Flows only wire stage logic (stages/) to artifact URLs (layout.py)."""
+"""One Prefect flow per stage, all made by one function from the stage table (stages/table.py).
+
+Flows only wire stage logic (stages/) to artifact URLs: each asks its table entry what it expects to find
+committed, reuses what is up to date (artifacts.identity) and builds the rest: shard-parallel stages as
+shard tasks where `executor` says, the others in the flow's process (training on Ray Train when
+`executor.train_workers` > 0).
+"""
 
 from __future__ import annotations
 
+import posixpath
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from artifacts import Folder
-from pipelines import expected
 from pipelines.context import DEFAULT_CONFIG, RunContext
-from pipelines.expected import Expected
 from pipelines.jobs import JobRecipe
 from pipelines.tasks import reuse_or_run, run_sharded
+from stages.expected import Expected
+from stages.table import STAGES, BuildRequest, StageEntry
 
 
-def _ctx(config: str, overrides: list[str] | None, root: str | None, run: str | None, force: bool) -> RunContext:
-    return RunContext.load(config, overrides, root, run, force)
+def _trainer(ctx: RunContext, k: int) -> Callable[[Any, Any], Any] | None:
+    """Ray Train for a training stage when the config asks for workers; None: train in this process."""
+    if ctx.cfg.executor.train_workers <= 0:
+        return None
+    from pipelines.ray_train import train_on_ray
+
+    def on_ray(cfg: Any, plan: Any) -> Any:
+        return train_on_ray(cfg, plan, cfg.executor, name=f"{ctx.layout.run}-round-{k:03d}-train")
+
+    return on_ray
 
 
-def _reuse_or_run(e: Expected, force: bool, run: Any) -> dict[str, Any]:
-    """Reuse decided on the values `clouds status` reads too (pipelines/expected.py)."""
-    return reuse_or_run(e.name, e.url, e.stage, e.config_hash, e.inputs, force, run)
+def build_artifact(entry: StageEntry, ctx: RunContext, k: int, e: Expected, provenance: dict[str, Any]) -> dict[str, Any]:
+    """Reuse `e` when it is up to date, else build it: the stage's shards, or its build in this process."""
+
+    def run(overwrite: bool) -> Any:
+        if entry.job is not None:
+            recipe = JobRecipe.of(entry.name, ctx, k)
+            return run_sharded(recipe.build(overwrite=overwrite), recipe, ctx.cfg.executor)
+        assert entry.build is not None, f"stage {entry.name!r} has neither a job nor a build"
+        trainer = _trainer(ctx, k) if entry.trains else None
+        return entry.build(BuildRequest(ctx.cfg, ctx.layout, k, e, overwrite, provenance, trainer))
+
+    return reuse_or_run(e.name, e.url, e.identity, ctx.force, run)
 
 
-@task(name="ingest-dataset", cache_policy=NONE, task_run_name="ingest-{spec.name}")
-def ingest_dataset(ctx: RunContext, spec: Any) -> dict[str, Any]:
-    from stages.ingest.stage import ingest
-
-    e = expected.ingest(ctx.cfg, ctx.layout, spec)
-    return _reuse_or_run(
-        e, ctx.force,
-        lambda overwrite: ingest(spec, e.url, ctx.cfg.artifacts, config_hash=e.config_hash, overwrite=overwrite),
-    )
+@task(name="build-artifact", cache_policy=NONE, task_run_name="{e.name}")
+def build_artifact_task(entry: StageEntry, ctx: RunContext, k: int, e: Expected,
+                        provenance: dict[str, Any]) -> dict[str, Any]:
+    return build_artifact(entry, ctx, k, e, provenance)
 
 
-@flow(name="ingest")
-def ingest_flow(
-    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
-    run: str | None = None, force: bool = False,
-) -> dict[str, dict[str, Any]]:
-    """Turn the source and every target dataset of the config into artifacts."""
-    ctx = _ctx(config, overrides, root, run, force)
-    specs = [ctx.cfg.data.source, *ctx.cfg.data.targets]
-    futures = {s.name: ingest_dataset.submit(ctx, s) for s in specs}
-    return {name: f.result() for name, f in futures.items()}
-
-
-@flow(name="prompts")
-def prompts_flow(
-    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
-    run: str | None = None, force: bool = False,
-) -> dict[str, Any]:
-    """The LLM (or the template writer) writes the street-scene prompts, once per run."""
-    from stages.prompts.stage import write_prompts
-
-    ctx = _ctx(config, overrides, root, run, force)
-    cfg = ctx.cfg
-    e = expected.prompts(cfg, ctx.layout)
-    return _reuse_or_run(
-        e, ctx.force,
-        lambda overwrite: write_prompts(e.url, cfg.prompts, cfg.run.seed, device=cfg.run.device,
-                                        shard_max_samples=cfg.artifacts.shard_max_samples, overwrite=overwrite),
-    )
-
-
-def run_stage_shards(ctx: RunContext, stage: str, k: int, overwrite: bool) -> Any:
-    """Build the stage's job here (prepares the output folder), then run its shards where the config says."""
-    recipe = JobRecipe.of(stage, ctx, k)
-    return run_sharded(recipe.build(overwrite=overwrite), recipe, ctx.cfg.executor)
-
-
-@flow(name="synthesize")
-def synthesize_flow(
-    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
-    run: str | None = None, force: bool = False,
-) -> dict[str, Any]:
-    """The diffusion model (or toycity) renders images from the prompts; one task per shard."""
-    ctx = _ctx(config, overrides, root, run, force)
-    return _reuse_or_run(expected.synthesize(ctx.cfg, ctx.layout), ctx.force,
-                         lambda overwrite: run_stage_shards(ctx, "synthesize", 0, overwrite))
-
-
-@flow(name="pseudo-label")
-def pseudo_label_flow(
-    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
-    run: str | None = None, round: int = 1, force: bool = False,
-) -> dict[str, Any]:
-    """The EMA teacher of round k-1 labels every generated image; one task per shard."""
-    ctx = _ctx(config, overrides, root, run, force)
-    return _reuse_or_run(expected.pseudo_label(ctx.cfg, ctx.layout, round), ctx.force,
-                         lambda overwrite: run_stage_shards(ctx, "pseudo-label", round, overwrite))
-
-
-@flow(name="refine")
-def refine_flow(
-    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
-    run: str | None = None, round: int = 1, force: bool = False,
-) -> dict[str, Any]:
-    """SAM (or superpixels) refines round k's pseudo labels; one task per shard."""
-    ctx = _ctx(config, overrides, root, run, force)
-    return _reuse_or_run(expected.refine(ctx.cfg, ctx.layout, round), ctx.force,
-                         lambda overwrite: run_stage_shards(ctx, "refine", round, overwrite))
-
-
-@flow(name="train")
-def train_flow(
-    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
-    run: str | None = None, round: int = 0, force: bool = False,
-) -> dict[str, Any]:
-    """Round 0: source-only warm-up. Round k: source + round k's refined labels, continuing round k-1."""
-    from stages.train.stage import train
-
-    ctx = _ctx(config, overrides, root, run, force)
-    cfg = ctx.cfg
-    on_ray = cfg.executor.train_workers > 0
-    # The same plan torchrun's launcher trains, so a span trained there is reused here (on Ray Train, with
-    # the root made absolute: see expected.train).
-    e, plan, layout = expected.train(cfg, ctx.layout, round)
-    url = plan.output
-
-    def go(overwrite: bool) -> Any:
-        if overwrite:
-            Folder.at(url).remove(within=layout.base)
-        if on_ray:
-            from pipelines.ray_train import train_on_ray
-
-            return train_on_ray(cfg, plan, cfg.executor, name=f"{layout.run}-round-{round:03d}-train")
-        return train(cfg, plan.source, plan.synthetic, url, init_checkpoint=plan.init, iters=plan.iters,
-                     mode=plan.mode)
-
-    return _reuse_or_run(e, ctx.force, go)
-
-
-@flow(name="evaluate")
-def evaluate_flow(
-    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
-    run: str | None = None, round: int = 0, force: bool = False,
-) -> dict[str, Any]:
-    """mIoU of round k's student on every target artifact (per domain, per class)."""
-    ctx = _ctx(config, overrides, root, run, force)
-    e = expected.evaluate(ctx.cfg, ctx.layout, round)
-    if e is None:
-        get_run_logger().warning("the config names no target datasets: nothing to evaluate")
-        return {"stage": "evaluate", "url": None, "reused": False}
-    return _reuse_or_run(e, ctx.force, lambda overwrite: run_stage_shards(ctx, "evaluate", round, overwrite))
-
-
-@flow(name="pretrain")
-def pretrain_flow(
-    config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
-    run: str | None = None, force: bool = False,
-) -> dict[str, Any]:
-    """Label-free pretraining of the image tower on streets in every domain (once; not part of a round).
-
-    Its `image_tower.safetensors` is what `model.backbone.pretrained` names (the tiny profile ships one)."""
-    from stages.pretrain.stage import pretrain
-
-    ctx = _ctx(config, overrides, root, run, force)
-    e = expected.pretrain(ctx.cfg, ctx.layout)
+def run_stage(entry: StageEntry, config: str, overrides: list[str] | None, root: str | None, run: str | None,
+              k: int, force: bool) -> Any:
+    """The body of every stage flow: one result per artifact (a dict by item for a fanning-out stage)."""
+    ctx = RunContext.load(config, overrides, root, run, force)
     provenance = {"config": config, "overrides": list(overrides or [])}
+    wanted = entry.expected(ctx.cfg, ctx.layout, k)
+    if entry.fans_out:
+        futures = {posixpath.basename(e.url): build_artifact_task.submit(entry, ctx, k, e, provenance) for e in wanted}
+        return {name: f.result() for name, f in futures.items()}
+    if not wanted:
+        get_run_logger().warning(entry.when_empty or f"{entry.name}: nothing to build")
+        return {"stage": entry.name, "url": None, "reused": False}
+    (e,) = wanted
+    return build_artifact(entry, ctx, k, e, provenance)
 
-    def go(overwrite: bool) -> Any:
-        if overwrite:
-            Folder.at(e.url).remove(within=ctx.layout.base)
-        return pretrain(ctx.cfg, e.url, provenance)
 
-    return _reuse_or_run(e, ctx.force, go)
+def stage_flow(entry: StageEntry) -> Flow:
+    """The Prefect flow named for the stage; per-round stages take `round` (default: their first round)."""
+    if entry.per_round:
+        def body(config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,
+                 run: str | None = None, round: int = entry.first_round, force: bool = False) -> Any:
+            return run_stage(entry, config, overrides, root, run, round, force)
+    else:
+        def body(config: str = DEFAULT_CONFIG, overrides: list[str] | None = None, root: str | None = None,  # type: ignore[misc]
+                 run: str | None = None, force: bool = False) -> Any:
+            return run_stage(entry, config, overrides, root, run, entry.first_round, force)
+    body.__doc__ = entry.summary
+    body.__name__ = body.__qualname__ = f"{entry.name.replace('-', '_')}_flow"
+    return flow(name=entry.name)(body)
 
 
-STAGE_FLOWS = {
-    "pretrain": pretrain_flow,
-    "ingest": ingest_flow,
-    "prompts": prompts_flow,
-    "synthesize": synthesize_flow,
-    "pseudo-label": pseudo_label_flow,
-    "refine": refine_flow,
-    "train": train_flow,
-    "evaluate": evaluate_flow,
-}
-ROUND_STAGES = {"pseudo-label", "refine", "train", "evaluate"}
+def stage_flows(table: Mapping[str, StageEntry] = STAGES) -> dict[str, Flow]:
+    return {name: stage_flow(entry) for name, entry in table.items()}
+
+
+STAGE_FLOWS = stage_flows()
+ROUND_STAGES = {name for name, entry in STAGES.items() if entry.per_round}
+
+# The flows by name, for callers that import one (benchmarks/).
+pretrain_flow = STAGE_FLOWS["pretrain"]
+ingest_flow = STAGE_FLOWS["ingest"]
+prompts_flow = STAGE_FLOWS["prompts"]
+synthesize_flow = STAGE_FLOWS["synthesize"]
+pseudo_label_flow = STAGE_FLOWS["pseudo-label"]
+refine_flow = STAGE_FLOWS["refine"]
+train_flow = STAGE_FLOWS["train"]
+evaluate_flow = STAGE_FLOWS["evaluate"]

@@ -1,14 +1,15 @@
 """`clouds status`: every artifact of a run as built, stale (and why) or missing, without running anything.
 
 Read-only: it reads commit markers and progress records, never a model, a shard or a Prefect API. The
-artifacts, their config hashes and their inputs come from pipelines/expected.py, the values the flows
-decide reuse on, and the verdict "built" is `pipelines.reuse.is_up_to_date` itself; what is added here is
+artifacts, their config hashes and their inputs come from the stage table (stages/table.py), the values the
+flows decide reuse on, and the verdict "built" is the one up-to-date rule (artifacts.identity) itself; what is added here is
 the reason, and staleness carried downstream (an artifact built from an input that will be rebuilt).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,9 +17,9 @@ from artifacts import ArtifactError, Folder, is_committed, read_lineage
 from artifacts.lineage import input_record
 from artifacts.shards import SHARD_RE
 from clouds.config import CloudsConfig
-from pipelines import expected as exp
-from pipelines.layout import RunLayout, absolute_root
-from pipelines.reuse import is_up_to_date
+from clouds.layout import RunLayout, absolute_root
+from stages import expected as exp
+from stages.table import STAGES, StageEntry, run_artifacts
 
 BUILT, STALE, MISSING = "built", "stale", "missing"
 
@@ -145,7 +146,7 @@ def _partial(e: exp.Expected) -> str | None:
 
 
 def _own_reasons(e: exp.Expected, names: dict[str, str]) -> tuple[list[str], list[Change]]:
-    """Why a committed artifact fails `is_up_to_date`, in the order that check looks."""
+    """Why a committed artifact fails `Identity.is_current`, in the order that check looks."""
     try:
         lineage = read_lineage(e.url)
     except ArtifactError as err:
@@ -207,7 +208,7 @@ def classify(e: exp.Expected, done: dict[str, ArtifactStatus], base: str) -> Art
             status.reasons.append("not built yet")
         return status
     try:
-        up_to_date = is_up_to_date(e.url, e.stage, e.config_hash, e.inputs)
+        up_to_date = e.identity.is_current(e.url)
     except ArtifactError:
         up_to_date = False
     if not up_to_date:
@@ -229,13 +230,14 @@ def _name(url: str, base: str) -> str:
     return key[len(base) + 1:] if key.startswith(base + "/") else url
 
 
-def run_status(cfg: CloudsConfig, layout: RunLayout, rounds: int | None = None) -> RunStatus:
+def run_status(cfg: CloudsConfig, layout: RunLayout, rounds: int | None = None,
+               table: Mapping[str, StageEntry] = STAGES) -> RunStatus:
     """Every artifact `clouds run loop --rounds N` (N: `rounds`, default loop.rounds) builds, in build order."""
     last = cfg.loop.rounds if rounds is None else rounds
     if last < 0:
         raise ValueError(f"rounds must be >= 0, got {last}")
     done: dict[str, ArtifactStatus] = {}
-    for e in exp.run_artifacts(cfg, layout, last):
+    for e in run_artifacts(cfg, layout, last, table):
         done[_key(e.url)] = classify(e, done, layout.base)
     return RunStatus(layout.base, last, list(done.values()))
 

@@ -12,10 +12,10 @@ from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 
 from artifacts import is_committed
+from artifacts.identity import Identity
 from clouds.config import ExecutorConfig
 from clouds.progress import eta
 from pipelines.jobs import JobRecipe
-from pipelines.reuse import is_up_to_date
 from stages.sharded import ShardedJob
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,11 @@ def run_sharded(job: ShardedJob, recipe: JobRecipe, executor: ExecutorConfig) ->
     return job.finish(run_on_ray(recipe, pending, executor))
 
 
-def reuse_or_run(
-    name: str, url: str, stage: str, config_hash: str, inputs: list[str], force: bool, run: Callable[[bool], Any]
-) -> dict[str, Any]:
-    """Skip a stage whose committed output matches; otherwise run it (overwriting a stale output)."""
+def reuse_or_run(name: str, url: str, identity: Identity, force: bool, run: Callable[[bool], Any]) -> dict[str, Any]:
+    """Skip a stage whose committed output matches (the one rule, artifacts.identity); otherwise run it
+    (overwriting a stale output)."""
     logger = get_run_logger()
-    if not force and is_up_to_date(url, stage, config_hash, inputs):
+    if not force and identity.is_current(url):
         logger.info("%s: reusing %s (inputs and config unchanged)", name, url)
         return {"stage": name, "url": url, "reused": True}
     overwrite = is_committed(url)

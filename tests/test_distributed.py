@@ -12,9 +12,9 @@ import torch
 
 from artifacts import ArtifactError, read_lineage
 from clouds.config import load_config
+from clouds.layout import RunLayout
 from models.build import build_segmenter
 from models.checkpoint import load_checkpoint
-from pipelines.layout import RunLayout
 from stages.ingest.stage import ingest
 from stages.train.distributed import average_gradients, shard_batch, world
 from stages.train.launch import main as launch_main

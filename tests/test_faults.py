@@ -57,7 +57,7 @@ def _load_runner() -> Any:
 def reference(tmp_path_factory) -> dict[str, str]:
     """Uninterrupted runs of every stage (each the next one's input), through the runner's own code path."""
     from clouds.config import load_config
-    from pipelines.layout import RunLayout
+    from clouds.layout import RunLayout
     from stages.prompts.stage import write_prompts
 
     root = str(tmp_path_factory.mktemp("faults") / "runs")

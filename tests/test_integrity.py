@@ -132,9 +132,9 @@ def test_edited_json_member_fails_even_when_not_read(tmp_path, reader):
 
 def test_verify_reads_is_a_typed_config_key_plumbed_to_the_stages(tmp_path):
     """`artifacts.verify_reads: false` reaches a stage built by the pipeline (refine, as a Ray worker builds it)."""
+    from clouds.layout import RunLayout
     from pipelines.context import RunContext
-    from pipelines.jobs import BUILDERS
-    from pipelines.layout import RunLayout
+    from stages.table import STAGES
 
     assert load_config(MICRO).artifacts.verify_reads is True
     with pytest.raises(ConfigError, match=r"artifacts\.verify_reads"):
@@ -146,7 +146,7 @@ def test_verify_reads_is_a_typed_config_key_plumbed_to_the_stages(tmp_path):
 
     def refine_shard(overrides: list[str]) -> None:
         ctx = RunContext(load_config(MICRO, ["refine.method=none", *overrides]), layout)
-        BUILDERS["refine"](ctx, 1, True, False).run_shard(0)
+        STAGES["refine"].job(ctx.cfg, ctx.layout, 1, True, False).run_shard(0)
 
     with pytest.raises(ArtifactError, match=SWAPPED):
         refine_shard([])

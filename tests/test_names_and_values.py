@@ -18,7 +18,7 @@ from artifacts import ArtifactError, ArtifactWriter
 from artifacts.storage import Folder, safe_remove
 from clouds.cli import app
 from clouds.config import CloudsConfig, ConfigError, load_config, parse_config
-from pipelines.layout import RunLayout
+from clouds.layout import RunLayout
 
 REPO = Path(__file__).parent.parent
 PROFILES = sorted((REPO / "configs").glob("*.yaml")) + [REPO / "tests" / "micro.yaml"]

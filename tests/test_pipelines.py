@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_loop_commits_everything_and_reuses_on_rerun(harness, tmp_path):
+    from clouds.layout import RunLayout
     from pipelines.clouds_flow import clouds
-    from pipelines.layout import RunLayout
 
     root = str(tmp_path / "runs")
     first = clouds(mode="loop", config=MICRO, root=root)

@@ -140,8 +140,8 @@ def test_pretrain_domains_must_be_two_distinct(tmp_path):
 
 @pytest.mark.slow
 def test_clouds_pretrain_flow_builds_once_and_reuses(harness, tmp_path):
+    from clouds.layout import RunLayout
     from pipelines.clouds_flow import clouds
-    from pipelines.layout import RunLayout
 
     root = str(tmp_path / "runs")
     first = clouds(mode="pretrain", config=TINY, overrides=SMALL, root=root, run="pt")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from artifacts import Folder, open_artifact, read_lineage
-from pipelines.layout import RunLayout
+from clouds.layout import RunLayout
 
 MICRO = str(Path(__file__).parent / "micro.yaml")
 pytestmark = pytest.mark.slow

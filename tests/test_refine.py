@@ -11,17 +11,23 @@ import torch
 from scipy import ndimage
 
 from artifacts import ArtifactError, ArtifactWriter, open_artifact
+from artifacts.identity import Identity, config_hash
 from clouds.config.selftrain import RefineConfig
 from clouds.labels import IGNORE
 from models.sam import build_tiny_sam, load_sam
+from stages.evaluate.metrics import confusion_matrix, mean_iou
 from stages.refine.algorithm import best_masks, compose_label, refine_with_sam
 from stages.refine.components import PAD_LABEL, build_prompts, find_components, sample_points, sample_rng
 from stages.refine.predictor import SamMaskPredictor
-from stages.refine.quality import confusion_matrix, mean_iou
-from stages.refine.stage import build_refiner, config_hash, prepare_refine, refine_artifact
+from stages.refine.stage import build_refiner, prepare_refine, refine_settings
 from stages.refine.superpixel import majority_vote, refine_with_superpixels
 
 H, W = 64, 128
+
+
+def refine_here(input_url: str, output_url: str, rcfg: RefineConfig, seed: int, shard_max_samples: int, **kwargs):
+    """The whole stage in this process: every pending shard, then the commit (as `clouds run` does)."""
+    return prepare_refine(input_url, output_url, rcfg, seed, shard_max_samples, **kwargs).run_all()
 
 
 class ScriptedPredictor:
@@ -354,7 +360,7 @@ def test_superpixels_snap_a_noisy_teacher_to_image_edges(algorithm):
 def test_miou_excludes_ignore_and_zero_union_classes():
     true = np.array([[0, 0, 1, 1, 255]], np.uint8)
     pred = np.array([[0, 1, 1, 255, 0]], np.uint8)
-    conf = confusion_matrix(pred, true)
+    conf = confusion_matrix(pred, true, skip_ignored_predictions=True)
     assert conf.sum() == 3 and conf[0, 0] == 1 and conf[0, 1] == 1 and conf[1, 1] == 1
     assert mean_iou(conf) == pytest.approx((1 / 2 + 1 / 2) / 2)
     assert np.isnan(mean_iou(np.zeros_like(conf)))
@@ -393,7 +399,7 @@ def make_teacher_artifact(url: str, shards: int = 2, per_shard: int = 2, true: b
 def test_stage_round_trip_keeps_teacher_and_measures_quality():
     make_teacher_artifact("memory://in")
     rcfg = cfg(method="superpixel", superpixel_segments=16, superpixel_compactness=0.1)
-    art = refine_artifact("memory://in", "memory://out", rcfg, seed=0, shard_max_samples=2)
+    art = refine_here("memory://in", "memory://out", rcfg, seed=0, shard_max_samples=2)
     source = open_artifact("memory://in")
     assert art.num_samples == 4 and len(art.shards) == 2 and art.keys == source.keys
     assert art.lineage["inputs"][0]["url"] == "memory://in"
@@ -421,29 +427,27 @@ def test_stage_resumes_an_interrupted_run_to_the_same_result():
         seen.append(key)
         return base(image, teacher, key)
 
-    full = refine_artifact("memory://in", "memory://full", rcfg, seed=5, shard_max_samples=2, refine=counting)
+    full = refine_here("memory://in", "memory://full", rcfg, seed=5, shard_max_samples=2, refine=counting)
     job = prepare_refine("memory://in", "memory://part", rcfg, seed=5, shard_max_samples=2, refine=counting)
     assert job.num_shards == 2 and job.pending() == [0, 1]
     job.run_shard(0)  # then the run dies
     seen.clear()
-    resumed = refine_artifact(
+    resumed = refine_here(
         "memory://in", "memory://part", rcfg, seed=5, shard_max_samples=2, refine=counting
     )
     assert seen == ["gen_1_0", "gen_1_1"]  # only the unfinished shard was refined again
     assert resumed.lineage["stats"] == full.lineage["stats"]
     assert resumed.lineage["content_hash"] == full.lineage["content_hash"]
-    assert resumed.lineage["config_hash"] == config_hash(rcfg, 5)
+    assert resumed.lineage["config_hash"] == config_hash(refine_settings(rcfg, 5))
     stats = full.lineage["stats"]
     assert stats["method"] == "sam" and stats["components_kept"] >= 8 and set(stats["shards"]) == {"0", "1"}
     assert full.get("gen_0_1")["json"]["refine"]["components_kept"] >= 2
 
-    seen.clear()
-    again = refine_artifact(
-        "memory://in", "memory://full", rcfg, seed=5, shard_max_samples=2, refine=counting
-    )
-    assert not seen and again.lineage["content_hash"] == full.lineage["content_hash"]  # committed: reused
+    # Committed from the same input with the same settings: the one up-to-date rule reuses it.
+    assert Identity.of("refine", refine_settings(rcfg, 5), ["memory://in"]).is_current("memory://full")
+    assert not Identity.of("refine", refine_settings(cfg(method="none"), 5), ["memory://in"]).is_current("memory://full")
     with pytest.raises(ArtifactError, match="already a committed artifact"):
-        refine_artifact("memory://in", "memory://full", cfg(method="none"), seed=5, shard_max_samples=2)
+        refine_here("memory://in", "memory://full", cfg(method="none"), seed=5, shard_max_samples=2)
 
 
 def test_stage_names_the_sample_when_input_is_bad():
@@ -452,9 +456,9 @@ def test_stage_names_the_sample_when_input_is_bad():
     writer.write_shard(0, [{"__key__": "no_label", "png": img, "json": {}}])
     writer.commit()
     with pytest.raises(ArtifactError, match="no_label.*seg.png"):
-        refine_artifact("memory://bad", "memory://o1", cfg(method="none"), seed=0, shard_max_samples=4)
+        refine_here("memory://bad", "memory://o1", cfg(method="none"), seed=0, shard_max_samples=4)
     writer = ArtifactWriter("memory://bad2", stage="pseudo_label", config_hash="t")
     writer.write_shard(0, [{"__key__": "small_label", "png": img, "seg.png": np.zeros((8, 8), np.uint8)}])
     writer.commit()
     with pytest.raises(ArtifactError, match="small_label.*label is"):
-        refine_artifact("memory://bad2", "memory://o2", cfg(method="none"), seed=0, shard_max_samples=4)
+        refine_here("memory://bad2", "memory://o2", cfg(method="none"), seed=0, shard_max_samples=4)

@@ -100,9 +100,9 @@ def test_artifacts_never_embed_secrets_from_the_environment(tmp_path, monkeypatc
 
     from artifacts import open_artifact
     from clouds.config import load_config
-    from pipelines.layout import RunLayout
+    from clouds.layout import RunLayout
     from pipelines.lock import RunLock
-    from stages.ingest.stage import default_config_hash, ingest
+    from stages.ingest.stage import ingest
     from stages.prompts.stage import write_prompts
 
     for name in ("AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "OPENAI_API_KEY", "PREFECT_API_KEY"):
@@ -111,7 +111,7 @@ def test_artifacts_never_embed_secrets_from_the_environment(tmp_path, monkeypatc
     layout = RunLayout(str(tmp_path / "runs"), cfg.run.name)
     with RunLock(layout.base):
         spec = cfg.data.source
-        ingest(spec, layout.data(spec.name), cfg.artifacts, config_hash=default_config_hash(spec, cfg.artifacts))
+        ingest(spec, layout.data(spec.name), cfg.artifacts)
         write_prompts(layout.once("prompts"), cfg.prompts, cfg.run.seed)
         lock_file = next(Path(layout.base).glob("_RUN_LOCK.json")).read_bytes()
     written = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
@@ -132,9 +132,9 @@ def test_shard_recipes_sent_to_ray_carry_no_credentials_from_the_executor_config
     """The recipe is a Prefect flow parameter (stored and shown by the server); the executor section, where
     Ray's runtime_env may hold credentials for the workers, stays out of it."""
     from clouds.config import load_config
+    from clouds.layout import RunLayout
     from pipelines.context import RunContext
     from pipelines.jobs import JobRecipe
-    from pipelines.layout import RunLayout
 
     cfg = load_config(str(Path(__file__).parent / "micro.yaml"), [
         "executor.kind=ray",

@@ -26,7 +26,7 @@ def built(harness, tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("status") / "runs")
     result = clouds(mode="full-round", config=MICRO, root=root, round=1)
     assert not any(s["reused"] for s in result["steps"]) and result["report"]
-    # The flows decide reuse on the values status reads (pipelines/expected.py): all reused on a rerun.
+    # The flows decide reuse on the values status reads (the stage table, stages/table.py): all reused on a rerun.
     again = clouds(mode="full-round", config=MICRO, root=root, round=1)
     assert all(s["reused"] for s in again["steps"]), [s for s in again["steps"] if not s["reused"]]
     return root
@@ -34,7 +34,7 @@ def built(harness, tmp_path_factory) -> str:
 
 def _status(root: str, overrides: list[str] | None = None, rounds: int = 1):
     from clouds.config import load_config
-    from pipelines.layout import RunLayout
+    from clouds.layout import RunLayout
     from pipelines.status import run_status
 
     cfg = load_config(MICRO, overrides)
@@ -85,7 +85,7 @@ def test_a_changed_train_key_is_named_and_everything_downstream_is_stale(built):
 
 
 def test_a_lineage_without_recorded_settings_names_what_the_hash_covers(built):
-    from pipelines.layout import RunLayout
+    from clouds.layout import RunLayout
 
     marker = Path(RunLayout(built, "micro").round(0, "train")) / COMMIT_MARKER
     original = marker.read_bytes()
@@ -102,7 +102,7 @@ def test_a_lineage_without_recorded_settings_names_what_the_hash_covers(built):
 
 
 def test_an_uncommitted_refine_is_missing_partial_and_downstream_waits_or_is_stale(built):
-    from pipelines.layout import RunLayout
+    from clouds.layout import RunLayout
     from pipelines.status import rebuild_args
 
     marker = Path(RunLayout(built, "micro").round(1, "refine")) / COMMIT_MARKER
@@ -131,9 +131,9 @@ def test_partial_work_is_resumable_only_for_the_same_settings_and_inputs(built, 
     import numpy as np
 
     from artifacts import ArtifactWriter
-    from pipelines.expected import Expected
-    from pipelines.layout import RunLayout
+    from clouds.layout import RunLayout
     from pipelines.status import _partial
+    from stages.expected import Expected
 
     inputs = [RunLayout(built, "micro").round(1, "pseudo-label")]
     out = str(tmp_path / "refine")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from artifacts import ArtifactError, open_artifact
+from artifacts.identity import Identity
 from clouds.config import PromptsConfig, SynthesizeConfig
 from stages.prompts import PromptRecord, write_prompts
 from stages.synthesize import (
@@ -23,12 +24,18 @@ from stages.synthesize import (
     plan_images,
     prepare_synthesize,
     shard_jobs,
-    synthesize_artifact,
+    synthesize_settings,
     to_uint8,
 )
 from stages.synthesize.tiny import save_tiny_sd_pipeline
 
 PROMPTS = "memory://run/prompts"
+
+
+def synthesize_here(prompts_url: str, output_url: str, cfg: SynthesizeConfig, seed: int, shard_max_samples: int,
+                    **kwargs):
+    """The whole stage in this process: every pending shard, then the commit (as `clouds run` does)."""
+    return prepare_synthesize(prompts_url, output_url, cfg, seed, shard_max_samples, **kwargs).run_all()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +109,7 @@ def test_diffusers_backend_names_a_bad_model(tmp_path: Path) -> None:
 
 def test_synthesize_artifact_end_to_end(tiny_sd: str, prompts: str) -> None:
     cfg = sd_config(tiny_sd)
-    art = synthesize_artifact(prompts, "memory://run/images", cfg, seed=3, shard_max_samples=2, device="cpu")
+    art = synthesize_here(prompts, "memory://run/images", cfg, seed=3, shard_max_samples=2, device="cpu")
     assert art.num_samples == 5 and len(art.shards) == 3 and art.stage == "synthesize"
     assert art.lineage["inputs"][0]["url"] == prompts and art.lineage["stats"]["retries"] == {}
     samples = list(art.iter_samples())
@@ -114,8 +121,8 @@ def test_synthesize_artifact_end_to_end(tiny_sd: str, prompts: str) -> None:
     # Any image can be regenerated alone from its json.
     alone = build_backend(cfg, "cpu").render([meta["prompt"]], [meta["seed"]])[0]
     assert np.abs(to_uint8(alone.image).astype(int) - samples[4]["png"].astype(int)).max() <= 1
-    again = synthesize_artifact(prompts, "memory://run/images", cfg, seed=3, shard_max_samples=2, device="cpu")
-    assert again.lineage["committed_at"] == art.lineage["committed_at"]  # same config: reused
+    # Same config, same prompts: the one up-to-date rule (what the flow asks) reuses it.
+    assert Identity.of("synthesize", synthesize_settings(cfg, 3, 2), [prompts]).is_current("memory://run/images")
 
 
 class CountingBackend:
@@ -135,17 +142,17 @@ class CountingBackend:
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_sd: str, prompts: str, tmp_path: Path) -> None:
     cfg = sd_config(tiny_sd, num_images=6, batch_size=1)
     backend = build_backend(cfg, "cpu")
-    clean = synthesize_artifact(prompts, str(tmp_path / "clean"), cfg, 0, 2, backend=backend)
+    clean = synthesize_here(prompts, str(tmp_path / "clean"), cfg, 0, 2, backend=backend)
     url = str(tmp_path / "resumed")
     crashing = CountingBackend(backend, crash_on_call=5)  # shards 0 and 1 done, crash inside shard 2
     with pytest.raises(RuntimeError, match="simulated crash"):
-        synthesize_artifact(prompts, url, cfg, 0, 2, backend=crashing)
+        synthesize_here(prompts, url, cfg, 0, 2, backend=crashing)
     with pytest.raises(ArtifactError):
         open_artifact(url)
     job = prepare_synthesize(prompts, url, cfg, 0, 2, backend=backend)
     assert job.pending() == [2]
     rerun = CountingBackend(backend)
-    resumed = synthesize_artifact(prompts, url, cfg, 0, 2, backend=rerun)
+    resumed = synthesize_here(prompts, url, cfg, 0, 2, backend=rerun)
     assert rerun.calls == 2  # only the missing shard's two images were rendered
     assert resumed.lineage["content_hash"] == clean.lineage["content_hash"]
     assert resumed.manifest.column("member_sha256").to_pylist() == clean.manifest.column("member_sha256").to_pylist()
@@ -177,7 +184,7 @@ class FakeBackend:
 def test_bad_images_are_retried_with_recorded_seeds(prompts: str) -> None:
     cfg = SynthesizeConfig(num_images=4, batch_size=4, max_retries=3)
     bad = {image_seed(9, 1, 0): "black", image_seed(9, 1, 1): "nan", image_seed(9, 2, 0): "nsfw"}
-    art = synthesize_artifact(prompts, "memory://run/fake", cfg, 9, 4, backend=FakeBackend(bad))
+    art = synthesize_here(prompts, "memory://run/fake", cfg, 9, 4, backend=FakeBackend(bad))
     metas = {s["json"]["index"]: s["json"] for s in art.iter_samples()}
     assert metas[0]["attempt"] == 0 and metas[0]["failed_attempts"] == []
     assert metas[1]["attempt"] == 2 and metas[1]["seed"] == image_seed(9, 1, 2)
@@ -196,14 +203,14 @@ def test_persistently_bad_image_fails_naming_index_and_prompt(prompts: str) -> N
     cfg = SynthesizeConfig(num_images=2, batch_size=2, max_retries=2)
     backend = FakeBackend(always_bad=True)
     with pytest.raises(ImageGenerationError, match=r"image 0 \(image-000000\) from prompt prompt-000000 'A .*'") as info:
-        synthesize_artifact(prompts, "memory://run/bad", cfg, 0, 2, backend=backend)
+        synthesize_here(prompts, "memory://run/bad", cfg, 0, 2, backend=backend)
     assert "black, black, black" in str(info.value) and "max_retries=2" in str(info.value)
     assert backend.seen == [image_seed(0, 0, 0), image_seed(0, 1, 0), image_seed(0, 0, 1), image_seed(0, 0, 2)]
 
 
 def test_missing_prompts_artifact_is_a_clear_error() -> None:
     with pytest.raises(ArtifactError, match="does not exist"):
-        synthesize_artifact("memory://nowhere/prompts", "memory://run/x", SynthesizeConfig(num_images=1), 0, 1)
+        synthesize_here("memory://nowhere/prompts", "memory://run/x", SynthesizeConfig(num_images=1), 0, 1)
 
 
 # -- toycity backend ---------------------------------------------------------------------------------
@@ -223,7 +230,7 @@ def test_toycity_backend_contract_with_a_stand_in_renderer(prompts: str, monkeyp
     )
     monkeypatch.setitem(sys.modules, "clouds.toycity", fake)
     cfg = SynthesizeConfig(backend="toycity", num_images=4, height=16, width=24, batch_size=3)
-    art = synthesize_artifact(prompts, "memory://run/toy-contract", cfg, 0, 3)
+    art = synthesize_here(prompts, "memory://run/toy-contract", cfg, 0, 3)
     samples = list(art.iter_samples())
     assert [c[1:] for c in calls] == [("night" if "night" in c[0] else "real", 16, 24, image_seed(0, i), "generated")
                                       for i, c in enumerate(calls)]
@@ -232,7 +239,7 @@ def test_toycity_backend_contract_with_a_stand_in_renderer(prompts: str, monkeyp
         assert s["json"]["render_domain"] == domain and s["json"]["seed"] == seed and s["json"]["prompt"] == text
     fake.render = lambda *a, **k: (np.ones((16, 24, 3), np.uint8), np.full((16, 24), 40, np.uint8))
     with pytest.raises(ValueError, match=r"label values \[40\]"):
-        synthesize_artifact(prompts, "memory://run/toy-bad", cfg, 0, 3)
+        synthesize_here(prompts, "memory://run/toy-bad", cfg, 0, 3)
 
 
 def test_toycity_backend_stores_true_labels(prompts: str) -> None:
@@ -240,11 +247,11 @@ def test_toycity_backend_stores_true_labels(prompts: str) -> None:
     if not hasattr(toycity, "spec_from_prompt"):
         pytest.skip("clouds.toycity (another helper's work) is not in this checkout yet")
     cfg = SynthesizeConfig(backend="toycity", num_images=3, height=48, width=96, batch_size=2)
-    art = synthesize_artifact(prompts, "memory://run/toy", cfg, 0, 2)
+    art = synthesize_here(prompts, "memory://run/toy", cfg, 0, 2)
     samples = list(art.iter_samples())
     assert len(samples) == 3
     for s in samples:
         assert s["png"].shape == (48, 96, 3) and s["true.seg.png"].shape == (48, 96)
         assert s["json"]["backend"] == "toycity" and "render_domain" in s["json"]
-    again = synthesize_artifact(prompts, "memory://run/toy2", cfg, 0, 2)
+    again = synthesize_here(prompts, "memory://run/toy2", cfg, 0, 2)
     assert again.lineage["content_hash"] == art.lineage["content_hash"]

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from clouds.config import load_config
+from clouds.layout import RunLayout
 from clouds.threads import THREAD_VARIABLES, apply_num_threads
 from pipelines.context import RunContext
-from pipelines.layout import RunLayout
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def unsafe_name_reason(value: object) -> str | None:
 def check_safe_name(value: str, what: str = "name") -> str:
     """Return `value` if it is a safe single path component, else raise ValueError naming `what`.
 
-    Shared by the config schema and `pipelines.layout.RunLayout` (which also sees `--run` from the CLI), so
+    Shared by the config schema and `clouds.layout.RunLayout` (which also sees `--run` from the CLI), so
     that one rule decides what may be joined under a run folder.
     """
     reason = unsafe_name_reason(value)

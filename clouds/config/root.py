@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from clouds.config.pretrain import PretrainConfig
 from clouds.config.run import ArtifactConfig, RunConfig
 from clouds.config.selftrain import EvaluateConfig, LoopConfig, PseudoLabelConfig, RefineConfig, TrainConfig
 from clouds.config.synthetic import PromptsConfig, SynthesizeConfig
+from clouds.errors import CloudsError
 
 
-class ConfigError(ValueError):
+class ConfigError(CloudsError, ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
@@ -38,11 +38,6 @@ class CloudsConfig(Section):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
-
-    def section_hash(self, *sections: str) -> str:
-        """A stable hash of some sections, so a stage is rerun only when what it reads has changed."""
-        payload = {name: getattr(self, name).model_dump(mode="json") for name in sorted(sections)}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _format_error(e: Any) -> str:

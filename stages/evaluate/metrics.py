@@ -17,25 +17,35 @@ AVERAGE_RULES = ("union", "gt-present")
 
 
 def confusion_matrix(
-    pred: torch.Tensor, label: torch.Tensor, num_classes: int = NUM_CLASSES, ignore: int = IGNORE
-) -> torch.Tensor:
-    """[num_classes, num_classes] int64 counts, rows = ground truth, columns = prediction.
+    pred: torch.Tensor | np.ndarray, label: torch.Tensor | np.ndarray, num_classes: int = NUM_CLASSES,
+    ignore: int = IGNORE, *, skip_ignored_predictions: bool = False,
+) -> torch.Tensor | np.ndarray:
+    """[num_classes, num_classes] int64 counts, rows = ground truth, columns = prediction (NumPy arrays in:
+    a NumPy array out).
 
     Pixels labelled `ignore` are skipped; predictions outside 0..num_classes-1 are refused rather
-    than silently folded into another cell.
+    than silently folded into another cell. `skip_ignored_predictions` also skips pixels the prediction
+    leaves at `ignore`: pseudo and refined labels trade coverage for precision and the student never
+    trains on those pixels, so they are not errors (their coverage is reported on its own).
     """
+    as_numpy = isinstance(pred, np.ndarray)
     if pred.shape != label.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} differs from label shape {tuple(label.shape)}")
+    if as_numpy:
+        pred, label = torch.from_numpy(np.ascontiguousarray(pred)), torch.from_numpy(np.ascontiguousarray(label))
     label = label.reshape(-1).long()
     pred = pred.reshape(-1).long()
     keep = label != ignore
+    if skip_ignored_predictions:
+        keep &= pred != ignore
     label, pred = label[keep], pred[keep]
     if label.numel() and (int(label.min()) < 0 or int(label.max()) >= num_classes):
         raise ValueError(f"label values must be 0..{num_classes - 1} or {ignore}, found {int(label.min())}..{int(label.max())}")
     if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= num_classes):
         raise ValueError(f"predictions must be 0..{num_classes - 1}, found {int(pred.min())}..{int(pred.max())}")
     counts = torch.bincount(label * num_classes + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
+    counts = counts.reshape(num_classes, num_classes)
+    return counts.numpy() if as_numpy else counts
 
 
 def iou_per_class(confusion: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -11,9 +11,7 @@ confusion matrices, a markdown table and a bar chart.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -28,14 +26,15 @@ from PIL import Image
 from torch import nn
 
 from artifacts import (
+    IMAGE_MEMBERS,
     ArtifactError,
     Folder,
     commit_folder,
     image_member,
-    is_committed,
     open_artifact,
     read_lineage,
 )
+from artifacts.identity import Identity, config_hash
 from clouds.config import EvaluateConfig
 from clouds.device import resolve_device
 from clouds.labels import CLASS_NAMES, NUM_CLASSES, check_train_ids
@@ -63,12 +62,13 @@ DEFAULT_AVERAGE = "union"
 The pipeline always passes each target's configured rule (`data.targets[i].average`)."""
 
 
-def evaluate_config_hash(cfg: EvaluateConfig, averages: dict[str, str] | None = None) -> str:
-    """Settings and the averaging rule of each target: changing a target's rule re-scores it."""
+def evaluate_settings(cfg: EvaluateConfig, averages: dict[str, str] | None = None) -> dict[str, Any]:
+    """Settings and the averaging rule of each target: changing a target's rule re-scores it. The lineage
+    records the section as `params` and the rules in its stats."""
     content: dict[str, Any] = cfg.model_dump(mode="json")
     if averages:
         content["average"] = dict(sorted(averages.items()))
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    return content
 
 
 def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -104,7 +104,7 @@ def _samples(
     (`verify`: member sha256s too, artifacts.verify_reads)."""
     art = open_artifact(url, verify=verify)
     shards = None if shard is None else [art.shards[shard]]
-    for s in art.iter_samples(shards, members={"png", "jpg", "jpeg", LABEL_MEMBER}):
+    for s in art.iter_samples(shards, members={*IMAGE_MEMBERS, LABEL_MEMBER}):
         where = f"{url}, sample {s['__key__']!r}"
         if LABEL_MEMBER not in s:
             raise ArtifactError(f"{where}: no {LABEL_MEMBER!r} label to evaluate against")
@@ -198,15 +198,10 @@ def evaluate(
     target left out). Returns {"url", "miou": {domain: mIoU}, "mean_miou", "images", "average"}.
     """
     averages = target_averages(target_urls, averages)
-    config_hash = evaluate_config_hash(cfg, averages)
-    if is_committed(output_url):
-        lineage = read_lineage(output_url)
-        if lineage.get("config_hash") == config_hash and [i["url"] for i in lineage.get("inputs", [])] == _inputs(
-            model_or_checkpoint_url, target_urls
-        ):
-            log.info("evaluate: %s already committed, skipping", output_url)
-            return {**lineage.get("stats", {}), "skipped": True}
-        raise ArtifactError(f"{output_url} is already a committed evaluation of another model, targets or settings")
+    identity = Identity.of(STAGE, evaluate_settings(cfg, averages), _inputs(model_or_checkpoint_url, target_urls))
+    if identity.check_reusable(output_url, "evaluation"):
+        log.info("evaluate: %s already committed, skipping", output_url)
+        return {**read_lineage(output_url).get("stats", {}), "skipped": True}
     return prepare_evaluate(
         model_or_checkpoint_url, target_urls, cfg, output_url, device=device, averages=averages
     ).run_all()
@@ -329,6 +324,6 @@ def write_report(
         "images": images,
         "average": averages,
     }
-    commit_folder(output_url, stage=STAGE, config_hash=evaluate_config_hash(cfg, averages),
+    commit_folder(output_url, stage=STAGE, config_hash=config_hash(evaluate_settings(cfg, averages)),
                   inputs=_inputs(model_or_checkpoint_url, target_urls), params=cfg.model_dump(mode="json"), stats=stats)
     return stats

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from artifacts import is_committed, read_lineage
+from artifacts.identity import Identity
 from clouds.config import ArtifactConfig, DatasetSpec, EvaluateConfig
 from clouds.config.root import ConfigError, load_config
 from stages.predict.checkpoints import check_checkpoint
@@ -36,10 +37,10 @@ class Scoring:
 
 def _ingested(spec: DatasetSpec, work: str, artifacts_cfg: ArtifactConfig) -> str:
     """The committed artifact of `spec` under `work`, ingested unless an identical one is already there."""
-    from stages.ingest.stage import default_config_hash, ingest
+    from stages.ingest.stage import STAGE, ingest, ingest_settings
 
     url = f"{work.rstrip('/')}/{spec.name}"
-    if is_committed(url) and read_lineage(url).get("config_hash") == default_config_hash(spec, artifacts_cfg):
+    if Identity.of(STAGE, ingest_settings(spec, artifacts_cfg.image_format)).is_current(url):
         log.info("evaluate: reusing ingested %s", url)
         return url
     ingest(spec, url, artifacts_cfg, overwrite=True)

@@ -25,8 +25,8 @@ def _pct(value: float | None) -> str:
 
 def _run_rounds(checkpoint_url: str) -> tuple[int | None, list[Any]]:
     """(round of this checkpoint, RoundResults of its run), or (None, []) outside a run folder."""
-    from pipelines.layout import RunLayout
-    from pipelines.results import collect_rounds
+    from clouds.layout import RunLayout
+    from stages.report.rounds import collect_rounds
 
     m = _ROUND_TRAIN.match(checkpoint_url.rstrip("/"))
     if not m:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -12,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from artifacts import Artifact, ArtifactWriter
+from artifacts.identity import config_hash as hash_settings
 from artifacts.shards import iter_shard_raw, shard_name
 from clouds.config import ArtifactConfig, DatasetSpec
 from clouds.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
@@ -46,11 +46,10 @@ def with_class_pixels(sample: Sample) -> Sample:
     return sample
 
 
-def default_config_hash(spec: DatasetSpec, artifacts_cfg: ArtifactConfig) -> str:
+def ingest_settings(spec: DatasetSpec, image_format: str) -> dict[str, Any]:
     """What the output depends on: the dataset spec and how images are stored (not the sharding, nor the
-    evaluation-only averaging rule, which the evaluate stage hashes)."""
-    payload = {"dataset": spec.model_dump(mode="json", exclude={"average"}), "image_format": artifacts_cfg.image_format}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    evaluation-only averaging rule, which the evaluate stage hashes). The lineage records the spec whole."""
+    return {"dataset": spec.model_dump(mode="json", exclude={"average"}), "image_format": image_format}
 
 
 def _counted(items: Iterable[LazySample], counts: PixelCounts, bar: tqdm) -> Iterator[LazySample]:
@@ -83,7 +82,7 @@ def ingest(
     writer = ArtifactWriter(
         output_url,
         stage=STAGE,
-        config_hash=config_hash or default_config_hash(spec, artifacts_cfg),
+        config_hash=config_hash or hash_settings(ingest_settings(spec, artifacts_cfg.image_format)),
         params={"dataset": spec.model_dump(mode="json"), "image_format": artifacts_cfg.image_format},
         shard_max_samples=artifacts_cfg.shard_max_samples,
         shard_max_bytes=artifacts_cfg.shard_max_bytes,

@@ -2,7 +2,7 @@
 
 `RUN:best` is the train checkpoint of the round whose committed evaluation has the highest mean target mIoU
 (`RUN:best:DOMAIN` ranks by one target's mIoU instead), read from the evaluate artifacts' commit markers
-(pipelines.results.collect_rounds), so it names the same round the report's table shows as best.
+(stages.report.rounds.collect_rounds), so it names the same round the report's table shows as best.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class BestRound:
 
 
 def _run_layout(run: str, root: str):  # noqa: ANN202 - RunLayout (pipelines imports stay lazy for stage code)
-    from pipelines.layout import RunLayout
+    from clouds.layout import RunLayout
 
     if "/" in run or "://" in run:  # a run folder spelled out: root is its parent
         base = run.rstrip("/")
@@ -44,7 +44,7 @@ def _run_layout(run: str, root: str):  # noqa: ANN202 - RunLayout (pipelines imp
 
 def best_round(run: str, root: str = "runs", metric: str | None = None) -> BestRound:
     """The round of `run` (a name under `root`, or a run folder) with the best committed evaluation."""
-    from pipelines.results import collect_rounds
+    from stages.report.rounds import collect_rounds
 
     try:
         layout = _run_layout(run, root)

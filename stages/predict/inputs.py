@@ -9,8 +9,6 @@ needs it, and a file whose data is corrupt fails there, by name.
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artifacts import ArtifactError, image_member, is_committed, open_artifact
+from artifacts import IMAGE_MEMBERS, ArtifactError, image_member, is_committed, open_artifact
 from stages.ingest.errors import DatasetError
 from stages.ingest.readers import image_size, read_rgb
 from stages.predict.errors import PredictInputError
@@ -52,9 +50,6 @@ class InputSet:
     @property
     def count(self) -> int:
         return sum(len(u.keys) for u in self.units)
-
-    def identity_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _key_of(relative: str, taken: set[str]) -> str:
@@ -108,7 +103,7 @@ def _artifact_units(url: str) -> tuple[list[Unit], list[list[object]]]:
 
     def loader(shard: str) -> Callable[[], Iterator[Loaded]]:
         def load() -> Iterator[Loaded]:
-            for sample in art.iter_samples([shard], members={"png", "jpg", "jpeg"}):
+            for sample in art.iter_samples([shard], members=set(IMAGE_MEMBERS)):
                 try:
                     image = np.asarray(image_member(sample))
                 except KeyError as err:

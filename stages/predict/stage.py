@@ -9,8 +9,6 @@ interrupted run completed and commits once all are there, like every pipeline st
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict
 from typing import Any
@@ -21,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from artifacts import ArtifactError, ArtifactWriter, is_committed, open_artifact, read_lineage
+from artifacts.identity import Identity, config_hash
 from clouds.device import resolve_device
 from clouds.viz import overlay
 from stages.predict.checkpoints import check_checkpoint, load_predictor
@@ -34,10 +33,9 @@ STAGE = "predict"
 OVERLAY = "overlay.jpg"
 
 
-def predict_config_hash(settings: InferenceSettings, inputs: InputSet, shard_size: int) -> str:
+def predict_settings(settings: InferenceSettings, inputs: InputSet, shard_size: int) -> dict[str, Any]:
     """Settings, how the inputs are split, and what was read (file paths, sizes and mtimes; artifact hashes)."""
-    content = {"settings": asdict(settings), "shard_size": shard_size, "inputs": inputs.identity_hash()}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    return {"settings": asdict(settings), "shard_size": shard_size, "inputs": config_hash(inputs.identity)}
 
 
 def _samples(model: torch.nn.Module, loaded: list[tuple[str, str, np.ndarray]], settings: InferenceSettings,
@@ -78,7 +76,7 @@ def prepare_predict(
     check_checkpoint(checkpoint_url)
     images = resolve_inputs(inputs, shard_size)
     writer = ArtifactWriter(
-        output_url, stage=STAGE, config_hash=predict_config_hash(settings, images, shard_size),
+        output_url, stage=STAGE, config_hash=config_hash(predict_settings(settings, images, shard_size)),
         inputs=[checkpoint_url, *images.artifacts],
         params={**asdict(settings), "inputs": inputs, "checkpoint": checkpoint_url, "shard_size": shard_size},
         overwrite=overwrite,
@@ -138,11 +136,10 @@ def predict(
     settings = settings or InferenceSettings()
     if is_committed(output_url) and not overwrite:
         lineage = read_lineage(output_url)
-        images = resolve_inputs(inputs, kwargs.get("shard_size", 64))
-        same = (lineage.get("stage") == STAGE
-                and lineage.get("config_hash") == predict_config_hash(settings, images, kwargs.get("shard_size", 64))
-                and lineage.get("inputs", [{}])[0].get("url") == checkpoint_url)
-        if not same:
+        shard_size = kwargs.get("shard_size", 64)
+        images = resolve_inputs(inputs, shard_size)
+        identity = Identity.of(STAGE, predict_settings(settings, images, shard_size), [checkpoint_url, *images.artifacts])
+        if not identity.is_current(output_url):  # the one up-to-date rule (artifacts.identity)
             raise ArtifactError(f"{output_url} is already a committed artifact of another checkpoint, inputs or "
                                 "settings; choose another --out or pass --overwrite")
         log.info("predict: %s already committed, reusing it", output_url)

@@ -14,7 +14,6 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -27,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from artifacts import ArtifactError, Folder, commit_folder, is_committed, read_lineage
+from artifacts import Folder, commit_folder, read_lineage
+from artifacts.identity import Identity
 from clouds.config import BackboneConfig, CloudsConfig
 from clouds.config.pretrain import PretrainConfig
 from clouds.progress import format_duration
@@ -48,10 +48,6 @@ LOG_EVERY_S = 10.0
 def pretrain_params(cfg: CloudsConfig) -> dict[str, Any]:
     """What the weights depend on: the tower architecture and the pretrain section (not the run's data)."""
     return {"model": cfg.model.backbone.name, "pretrain": cfg.pretrain.model_dump(mode="json")}
-
-
-def pretrain_config_hash(cfg: CloudsConfig) -> str:
-    return hashlib.sha256(json.dumps(pretrain_params(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _schedule(p: PretrainConfig) -> Any:
@@ -153,11 +149,9 @@ def _plot(history: list[dict[str, float]], path: str, folder: Folder) -> None:
 
 def pretrain(cfg: CloudsConfig, output_url: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pretrain the tower of `model.backbone.name` and commit it to `output_url`; returns the stats."""
-    config_hash = pretrain_config_hash(cfg)
-    if is_committed(output_url):
-        if read_lineage(output_url).get("config_hash") != config_hash:
-            raise ArtifactError(f"{output_url} is already a committed pretrained tower of other settings; "
-                                "choose another output URL or delete it")
+    identity = Identity.of(STAGE, pretrain_params(cfg))
+    config_hash = identity.config_hash
+    if identity.check_reusable(output_url, "pretrained tower"):
         log.info("pretrain: %s already committed, skipping", output_url)
         return {**read_lineage(output_url).get("stats", {}), "skipped": True}
     p = cfg.pretrain

@@ -10,10 +10,10 @@ from stages.prompts.generate import (
 )
 from stages.prompts.records import Candidate, PromptRecord
 from stages.prompts.seeds import derive_seed
-from stages.prompts.stage import prompts_config_hash, read_prompts, write_prompts
+from stages.prompts.stage import prompts_settings, read_prompts, write_prompts
 
 __all__ = [
     "Candidate", "PromptCollector", "PromptGenerationError", "PromptRecord", "PromptWriter", "build_writer",
-    "clean_prompt", "collect_prompts", "derive_seed", "generate_prompts", "normalise", "prompts_config_hash",
+    "clean_prompt", "collect_prompts", "derive_seed", "generate_prompts", "normalise", "prompts_settings",
     "read_prompts", "rejection_reason", "write_prompts",
 ]

@@ -7,13 +7,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from clouds.config import PromptsConfig
+from clouds.errors import CloudsError
+from clouds.registry import from_config, registry
 from stages.prompts.cleaning import PromptCollector
 from stages.prompts.records import KEY_FORMAT, Candidate, PromptRecord
 
 log = logging.getLogger(__name__)
 
 
-class PromptGenerationError(RuntimeError):
+class PromptGenerationError(CloudsError, RuntimeError):
     """The writer could not produce enough unique valid prompts; the message holds the counts."""
 
     def __init__(self, message: str, stats: dict[str, Any]):
@@ -27,20 +29,30 @@ class PromptWriter(Protocol):
     def __call__(self, n: int, attempt: int) -> Sequence[Candidate | str]: ...
 
 
+def _template(cfg: PromptsConfig, seed: int, device: str) -> PromptWriter:
+    from stages.prompts.template import TemplateWriter
+
+    return TemplateWriter(cfg, seed)
+
+
+def _transformers(cfg: PromptsConfig, seed: int, device: str) -> PromptWriter:
+    from stages.prompts.hf_writer import TransformersWriter
+
+    return TransformersWriter(cfg, seed, device)
+
+
+def _vllm(cfg: PromptsConfig, seed: int, device: str) -> PromptWriter:
+    from stages.prompts.vllm_writer import VLLMWriter
+
+    return VLLMWriter(cfg, seed)
+
+
+WRITERS = registry({"template": _template, "transformers": _transformers, "vllm": _vllm})
+"""`prompts.backend` -> the writer's builder (each imports its model library only when chosen)."""
+
+
 def build_writer(cfg: PromptsConfig, seed: int, device: str = "auto") -> PromptWriter:
-    if cfg.backend == "template":
-        from stages.prompts.template import TemplateWriter
-
-        return TemplateWriter(cfg, seed)
-    if cfg.backend == "transformers":
-        from stages.prompts.hf_writer import TransformersWriter
-
-        return TransformersWriter(cfg, seed, device)
-    if cfg.backend == "vllm":
-        from stages.prompts.vllm_writer import VLLMWriter
-
-        return VLLMWriter(cfg, seed)
-    raise ValueError(f"prompts.backend={cfg.backend!r} is not one of template, transformers, vllm")
+    return from_config(WRITERS, "prompts.backend", cfg.backend)(cfg, seed, device)
 
 
 def _as_candidates(answers: Sequence[Candidate | str], seed: int) -> list[Candidate]:

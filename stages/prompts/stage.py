@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+from typing import Any
 
-from artifacts import Artifact, ArtifactWriter, is_committed, open_artifact
+from artifacts import Artifact, ArtifactWriter, open_artifact
+from artifacts.identity import Identity
 from clouds.config import PromptsConfig
 from stages.prompts.generate import PromptWriter, build_writer, collect_prompts
 from stages.prompts.records import PromptRecord
@@ -16,9 +16,9 @@ log = logging.getLogger(__name__)
 STAGE = "prompts"
 
 
-def prompts_config_hash(cfg: PromptsConfig, seed: int) -> str:
-    payload = {"prompts": cfg.model_dump(mode="json"), "seed": seed}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+def prompts_settings(cfg: PromptsConfig, seed: int) -> dict[str, Any]:
+    """What the prompts depend on: hashed and recorded as they are."""
+    return {"prompts": cfg.model_dump(mode="json"), "seed": seed}
 
 
 def write_prompts(
@@ -36,18 +36,17 @@ def write_prompts(
     An artifact already committed with the same config is returned as it is; one committed with another
     config is replaced only with `overwrite=True`.
     """
-    config_hash = prompts_config_hash(cfg, seed)
-    if is_committed(output_url) and not overwrite:
-        existing = open_artifact(output_url)
-        if existing.lineage.get("config_hash") == config_hash:
-            log.info("prompts: %s already holds these prompts, reusing it", output_url)
-            return existing
+    settings = prompts_settings(cfg, seed)
+    identity = Identity.of(STAGE, settings)
+    if not overwrite and identity.is_current(output_url):
+        log.info("prompts: %s already holds these prompts, reusing it", output_url)
+        return open_artifact(output_url)
     records, stats = collect_prompts(cfg, seed, writer or build_writer(cfg, seed, device))
     out = ArtifactWriter(
         output_url,
         stage=STAGE,
-        config_hash=config_hash,
-        params={"prompts": cfg.model_dump(mode="json"), "seed": seed},
+        config_hash=identity.config_hash,
+        params=settings,
         shard_max_samples=shard_max_samples,
         overwrite=overwrite,
     )

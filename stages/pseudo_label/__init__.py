@@ -1,6 +1,6 @@
 """Stage `pseudo-label`: the EMA teacher labels generated images on their clean view."""
 
 from stages.pseudo_label.labeler import label_images
-from stages.pseudo_label.stage import config_hash, label_shard, prepare_pseudo_label, pseudo_label_artifact
+from stages.pseudo_label.stage import label_shard, prepare_pseudo_label, pseudo_label_settings
 
-__all__ = ["config_hash", "label_images", "label_shard", "prepare_pseudo_label", "pseudo_label_artifact"]
+__all__ = ["label_images", "label_shard", "prepare_pseudo_label", "pseudo_label_settings"]

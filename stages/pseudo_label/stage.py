@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -12,13 +10,14 @@ import numpy as np
 import torch
 
 from artifacts import Artifact, ArtifactWriter, image_member, open_artifact
+from artifacts.identity import config_hash
 from clouds.config import PseudoLabelConfig
-from stages.evaluate.metrics import iou_per_class, mean_iou
+from stages.evaluate.metrics import confusion_matrix, iou_per_class, mean_iou
 from stages.pseudo_label.labeler import label_images
-from stages.refine.quality import confusion_matrix
 from stages.sharded import Lazy, ShardedJob
 
 log = logging.getLogger(__name__)
+STAGE = "pseudo-label"
 TRUE = "true.seg.png"
 
 
@@ -48,7 +47,7 @@ def label_shard(
             if TRUE in sample:
                 # Over the pixels the label claims, as refined labels are scored: with a confidence threshold
                 # the ignored pixels are not errors, the student never trains on them (coverage says how many).
-                c = confusion_matrix(label, sample[TRUE])
+                c = confusion_matrix(label, sample[TRUE], skip_ignored_predictions=True)
                 confusion += c
                 meta["pseudo_miou"] = mean_iou(c)
             out["json"] = meta
@@ -61,8 +60,10 @@ def label_shard(
     return stats
 
 
-def config_hash(cfg: PseudoLabelConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+def pseudo_label_settings(cfg: PseudoLabelConfig) -> dict[str, Any]:
+    """What the labels depend on besides the images and the teacher: the pseudo_label section, hashed and
+    recorded as it is."""
+    return cfg.model_dump(mode="json")
 
 
 def load_teacher(checkpoint_url: str, device: torch.device) -> torch.nn.Module:
@@ -92,8 +93,8 @@ def prepare_pseudo_label(
     """
     images = open_artifact(images_url, verify=verify)  # verify: artifacts.verify_reads
     writer = ArtifactWriter(
-        output_url, stage="pseudo-label", config_hash=config_hash(cfg), inputs=[images_url, checkpoint_url],
-        params=cfg.model_dump(mode="json"), overwrite=overwrite, attach=attach,
+        output_url, stage=STAGE, config_hash=config_hash(pseudo_label_settings(cfg)),
+        inputs=[images_url, checkpoint_url], params=pseudo_label_settings(cfg), overwrite=overwrite, attach=attach,
     )
     model = Lazy.of(teacher) if teacher is not None else Lazy(lambda: load_teacher(checkpoint_url, device))
     return ShardedJob(
@@ -101,13 +102,8 @@ def prepare_pseudo_label(
         run_shard=lambda i: label_shard(model.get().eval(), images, i, writer, cfg, device),
         finish=lambda _: writer.commit(summarize(writer.shard_stats()), expected_shards=len(images.shards)),
         is_done=writer.is_shard_complete,
-        name="pseudo-label",
+        name=STAGE,
     )
-
-
-def pseudo_label_artifact(*args: Any, **kwargs: Any) -> Artifact:
-    """Label a whole generated-image artifact in this process (see `prepare_pseudo_label`)."""
-    return prepare_pseudo_label(*args, **kwargs).run_all()
 
 
 def summarize(shard_stats: dict[int, dict[str, Any]]) -> dict[str, Any]:

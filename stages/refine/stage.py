@@ -11,8 +11,6 @@ the shards an interrupted run finished; each shard stores its own tally, and the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -22,21 +20,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from artifacts import Artifact, ArtifactError, ArtifactWriter, decode_member, is_committed, open_artifact
+from artifacts import Artifact, ArtifactError, ArtifactWriter, decode_member, image_member_name, open_artifact
+from artifacts.identity import config_hash
 from clouds.config.selftrain import RefineConfig
 from clouds.labels import IGNORE, NUM_CLASSES
+from clouds.registry import from_config, registry
 from models.sam import load_sam
+from stages.evaluate.metrics import confusion_matrix, iou_per_class, mean_iou
 from stages.refine.algorithm import check_pair, refine_with_sam
 from stages.refine.components import sample_rng
 from stages.refine.predictor import SamMaskPredictor
-from stages.refine.quality import confusion_matrix, iou_per_class, mean_iou
 from stages.refine.superpixel import refine_with_superpixels
 from stages.sharded import Lazy, ShardedJob
 
 log = logging.getLogger(__name__)
 
 STAGE = "refine"
-IMAGE_MEMBERS = ("png", "jpg", "jpeg")
 TEACHER = "teacher.seg.png"
 TRUE = "true.seg.png"
 
@@ -44,41 +43,50 @@ TRUE = "true.seg.png"
 RefineFn = Callable[[np.ndarray, np.ndarray, str], tuple[np.ndarray, dict[str, Any]]]
 
 
-def build_refiner(cfg: RefineConfig, seed: int, device: str | torch.device = "cpu") -> RefineFn:
-    """The per-sample refinement `cfg.method` names; SAM is loaded here, once, not per shard.
+def _sam(cfg: RefineConfig, seed: int, device: str | torch.device) -> RefineFn:
+    """SAM is loaded here, once, not per shard. A SamPredictor holds one image embedding at a time, so
+    concurrent shard tasks (Prefect runs them in threads) take turns on it through a lock; otherwise one
+    task's prompts could meet another's image."""
+    predictor = SamMaskPredictor(load_sam(cfg.sam_model_type, cfg.sam_checkpoint, device), cfg.multimask)
+    lock = threading.Lock()
 
-    A SamPredictor holds one image embedding at a time, so concurrent shard tasks (Prefect runs them in
-    threads) take turns on it through a lock; otherwise one task's prompts could meet another's image.
-    """
-    if cfg.method == "sam":
-        predictor = SamMaskPredictor(load_sam(cfg.sam_model_type, cfg.sam_checkpoint, device), cfg.multimask)
-        lock = threading.Lock()
+    def refine(image: np.ndarray, teacher: np.ndarray, key: str) -> tuple[np.ndarray, dict[str, Any]]:
+        with lock:
+            label, stats = refine_with_sam(
+                image, teacher, predictor, cfg, sample_rng(seed, key), where=key
+            )
+        return label, {"method": "sam", **stats.to_json()}
 
-        def refine(image: np.ndarray, teacher: np.ndarray, key: str) -> tuple[np.ndarray, dict[str, Any]]:
-            with lock:
-                label, stats = refine_with_sam(
-                    image, teacher, predictor, cfg, sample_rng(seed, key), where=key
-                )
-            return label, {"method": "sam", **stats.to_json()}
+    return refine
 
-        return refine
-    if cfg.method == "superpixel":
 
-        def refine_superpixel(
-            image: np.ndarray, teacher: np.ndarray, key: str
-        ) -> tuple[np.ndarray, dict[str, Any]]:
-            check_pair(image, teacher, key)
-            label, stats = refine_with_superpixels(image, teacher, cfg)
-            return label, {"method": "superpixel", **stats.to_json()}
+def _superpixel(cfg: RefineConfig, seed: int, device: str | torch.device) -> RefineFn:
+    def refine_superpixel(
+        image: np.ndarray, teacher: np.ndarray, key: str
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        check_pair(image, teacher, key)
+        label, stats = refine_with_superpixels(image, teacher, cfg)
+        return label, {"method": "superpixel", **stats.to_json()}
 
-        return refine_superpixel
+    return refine_superpixel
 
+
+def _none(cfg: RefineConfig, seed: int, device: str | torch.device) -> RefineFn:
     def keep(image: np.ndarray, teacher: np.ndarray, key: str) -> tuple[np.ndarray, dict[str, Any]]:
         check_pair(image, teacher, key)
         ignored = int((teacher == IGNORE).sum())
         return teacher.copy(), {"method": "none", "pixels_changed": 0, "pixels_ignored": ignored}
 
     return keep
+
+
+REFINERS = registry({"sam": _sam, "superpixel": _superpixel, "none": _none})
+"""`refine.method` -> the per-sample refinement's builder."""
+
+
+def build_refiner(cfg: RefineConfig, seed: int, device: str | torch.device = "cpu") -> RefineFn:
+    """The per-sample refinement `cfg.method` names."""
+    return from_config(REFINERS, "refine.method", cfg.method)(cfg, seed, device)
 
 
 COUNTS = (
@@ -123,8 +131,8 @@ class Tally:
         self.ignored_refined += int((refined == IGNORE).sum())
         if true is not None:
             self.labelled += 1
-            self.conf_teacher += confusion_matrix(teacher, true)
-            self.conf_refined += confusion_matrix(refined, true)
+            self.conf_teacher += confusion_matrix(teacher, true, skip_ignored_predictions=True)
+            self.conf_refined += confusion_matrix(refined, true, skip_ignored_predictions=True)
 
     def __iadd__(self, other: Tally) -> Tally:
         for name in COUNTS:
@@ -185,7 +193,7 @@ def _label(raw: dict[str, Any], member: str, where: str) -> np.ndarray:
 
 
 def _image(raw: dict[str, Any], where: str) -> np.ndarray:
-    name = next((m for m in IMAGE_MEMBERS if m in raw), None)
+    name = image_member_name(raw)
     if name is None:
         members = sorted(m for m in raw if not m.startswith("__"))
         raise ArtifactError(f"{where}: no image member (png/jpg); members: {members}")
@@ -254,9 +262,9 @@ def summarize(shard_stats: dict[int, dict[str, Any]], method: str) -> dict[str, 
     return out
 
 
-def config_hash(cfg: RefineConfig, seed: int) -> str:
-    payload = json.dumps({"refine": cfg.model_dump(mode="json"), "seed": seed}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def refine_settings(cfg: RefineConfig, seed: int) -> dict[str, Any]:
+    """What the refined labels depend on besides the pseudo labels: hashed and recorded as they are."""
+    return {"refine": cfg.model_dump(mode="json"), "seed": seed}
 
 
 def prepare_refine(
@@ -280,9 +288,9 @@ def prepare_refine(
     writer = ArtifactWriter(
         output_url,
         stage=STAGE,
-        config_hash=config_hash(cfg, seed),
+        config_hash=config_hash(refine_settings(cfg, seed)),
         inputs=[input_url],
-        params={"refine": cfg.model_dump(mode="json"), "seed": seed},
+        params=refine_settings(cfg, seed),
         shard_max_samples=shard_max_samples,
         overwrite=overwrite,
         attach=attach,
@@ -297,32 +305,3 @@ def prepare_refine(
         is_done=writer.is_shard_complete,
         name=STAGE,
     )
-
-
-def refine_artifact(
-    input_url: str,
-    output_url: str,
-    cfg: RefineConfig,
-    seed: int,
-    shard_max_samples: int,
-    *,
-    device: str | torch.device = "cpu",
-    refine: RefineFn | None = None,
-    overwrite: bool = False,
-) -> Artifact:
-    """Refine a whole pseudo-label artifact in this process; a rerun refines only the missing shards.
-
-    An output already committed with this config from this exact input is returned as it is.
-    """
-    if is_committed(output_url) and not overwrite:
-        existing = open_artifact(output_url)
-        recorded = [i.get("content_hash") for i in existing.lineage.get("inputs", [])]
-        if existing.lineage.get("config_hash") == config_hash(cfg, seed) and recorded == [
-            open_artifact(input_url).lineage.get("content_hash")
-        ]:
-            log.info("refine: %s already holds these refined labels, reusing it", output_url)
-            return existing
-    job = prepare_refine(
-        input_url, output_url, cfg, seed, shard_max_samples, device=device, refine=refine, overwrite=overwrite
-    )
-    return job.run_all()

@@ -6,13 +6,12 @@ from stages.synthesize.stage import (
     ImageGenerationError,
     prepare_synthesize,
     render_samples,
-    synthesize_artifact,
-    synthesize_config_hash,
+    synthesize_settings,
     synthesize_shard,
 )
 
 __all__ = [
     "ImageBackend", "ImageGenerationError", "ImageJob", "Rendered", "build_backend", "image_problem",
-    "image_seed", "num_shards", "plan_images", "prepare_synthesize", "render_samples", "shard_jobs", "synthesize_artifact",
-    "synthesize_config_hash", "synthesize_shard", "to_uint8",
+    "image_seed", "num_shards", "plan_images", "prepare_synthesize", "render_samples", "shard_jobs", "synthesize_settings",
+    "synthesize_shard", "to_uint8",
 ]

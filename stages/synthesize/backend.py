@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from clouds.config import SynthesizeConfig
+from clouds.registry import from_config, registry
 
 
 @dataclass
@@ -49,13 +50,21 @@ def image_problem(rendered: Rendered) -> str | None:
     return None
 
 
+def _diffusers(cfg: SynthesizeConfig, device: str) -> ImageBackend:
+    from stages.synthesize.diffusers_backend import DiffusersBackend
+
+    return DiffusersBackend(cfg, device)
+
+
+def _toycity(cfg: SynthesizeConfig, device: str) -> ImageBackend:
+    from stages.synthesize.toycity_backend import ToyCityBackend
+
+    return ToyCityBackend(cfg)
+
+
+BACKENDS = registry({"diffusers": _diffusers, "toycity": _toycity})
+"""`synthesize.backend` -> the backend's builder (each imports its model library only when chosen)."""
+
+
 def build_backend(cfg: SynthesizeConfig, device: str = "auto") -> ImageBackend:
-    if cfg.backend == "diffusers":
-        from stages.synthesize.diffusers_backend import DiffusersBackend
-
-        return DiffusersBackend(cfg, device)
-    if cfg.backend == "toycity":
-        from stages.synthesize.toycity_backend import ToyCityBackend
-
-        return ToyCityBackend(cfg)
-    raise ValueError(f"synthesize.backend={cfg.backend!r} is not one of diffusers, toycity")
+    return from_config(BACKENDS, "synthesize.backend", cfg.backend)(cfg, device)

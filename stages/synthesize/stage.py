@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections import Counter
@@ -12,8 +10,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from artifacts import Artifact, ArtifactWriter, is_committed, open_artifact
+from artifacts import Artifact, ArtifactWriter, open_artifact
+from artifacts.identity import config_hash
 from clouds.config import SynthesizeConfig
+from clouds.errors import CloudsError
 from stages.prompts import read_prompts
 from stages.sharded import ShardedJob
 from stages.synthesize.backend import ImageBackend, Rendered, build_backend, image_problem, to_uint8
@@ -26,16 +26,16 @@ DOMAIN = "generated"
 TRUE_LABEL = "true.seg.png"
 
 
-class ImageGenerationError(RuntimeError):
+class ImageGenerationError(CloudsError, RuntimeError):
     """An image stayed NaN/black/flagged through every retry; the message names it and its prompt."""
 
 
-def synthesize_config_hash(cfg: SynthesizeConfig, seed: int, shard_max_samples: int, image_format: str = "png") -> str:
-    payload = {
-        "synthesize": cfg.model_dump(mode="json"), "seed": seed,
-        "shard_max_samples": shard_max_samples, "image_format": image_format,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+def synthesize_settings(cfg: SynthesizeConfig, seed: int, shard_max_samples: int,
+                        image_format: str = "png") -> dict[str, Any]:
+    """What the images depend on besides the prompts (sharding decides each image's seed): hashed and
+    recorded as they are."""
+    return {"synthesize": cfg.model_dump(mode="json"), "seed": seed,
+            "shard_max_samples": shard_max_samples, "image_format": image_format}
 
 
 def _sample(job: ImageJob, result: Rendered, attempt: int, failures: list[dict[str, Any]], backend: ImageBackend,
@@ -184,46 +184,13 @@ def prepare_synthesize(
     prompts = open_artifact(prompts_url, verify=verify)  # verify: artifacts.verify_reads
     records = read_prompts(prompts)
     jobs = plan_images(records, cfg.num_images, seed)
+    settings = synthesize_settings(cfg, seed, shard_max_samples, image_format)
     writer = ArtifactWriter(
-        output_url, stage=STAGE, config_hash=synthesize_config_hash(cfg, seed, shard_max_samples, image_format),
-        inputs=[prompts], shard_max_samples=shard_max_samples, overwrite=overwrite, attach=attach,
-        params={"synthesize": cfg.model_dump(mode="json"), "seed": seed, "image_format": image_format,
-                "shard_max_samples": shard_max_samples},
+        output_url, stage=STAGE, config_hash=config_hash(settings), inputs=[prompts],
+        shard_max_samples=shard_max_samples, overwrite=overwrite, attach=attach, params=settings,
     )
     run = _SynthesizeRun(jobs, writer, cfg, shard_max_samples, image_format,
                          (lambda: backend) if backend is not None else (lambda: build_backend(cfg, device)),
                          len(records))
     return ShardedJob(num_shards=run.num_shards, run_shard=run.run_shard, finish=run.finish,
                       is_done=writer.is_shard_complete, name=STAGE)
-
-
-def synthesize_artifact(
-    prompts_url: str,
-    output_url: str,
-    cfg: SynthesizeConfig,
-    seed: int,
-    shard_max_samples: int,
-    *,
-    backend: ImageBackend | None = None,
-    device: str = "auto",
-    image_format: str = "png",
-    overwrite: bool = False,
-) -> Artifact:
-    """Generate `cfg.num_images` images in this process; a rerun makes only the shards still missing.
-
-    An output already committed with this config from these prompts is returned as it is.
-    """
-    if is_committed(output_url) and not overwrite:
-        existing = open_artifact(output_url)
-        same_inputs = [i.get("content_hash") for i in existing.lineage.get("inputs", [])] == [
-            open_artifact(prompts_url).lineage.get("content_hash")
-        ]
-        if same_inputs and existing.lineage.get("config_hash") == synthesize_config_hash(
-            cfg, seed, shard_max_samples, image_format
-        ):
-            log.info("synthesize: %s already holds these images, reusing it", output_url)
-            return existing
-    return prepare_synthesize(
-        prompts_url, output_url, cfg, seed, shard_max_samples, backend=backend, device=device,
-        image_format=image_format, overwrite=overwrite,
-    ).run_all()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from artifacts import ArtifactError, Folder, decode_member, open_artifact
+from artifacts import ArtifactError, Folder, decode_member, image_member_name, open_artifact
 from clouds.config import TrainConfig
 from clouds.labels import IGNORE, check_train_ids
 from stages.train.augment import generated_views, source_transform, to_tv
@@ -27,7 +27,6 @@ from stages.train.sampler import RepeatFactorSampler, SampleRef
 
 log = logging.getLogger(__name__)
 
-IMAGE_MEMBERS = ("png", "jpg", "jpeg")
 LABEL_MEMBER = "seg.png"
 
 
@@ -61,7 +60,7 @@ class LabeledArtifact:
         wanted: dict[str, dict[str, tuple[str, int]]] = {}
         for row in rows:
             key = row["key"]
-            image = next((m for m in IMAGE_MEMBERS if m in row["members"]), None)
+            image = image_member_name(row["members"])
             if image is None:
                 raise ArtifactError(f"{self.url}, sample {key!r}: no image member (png/jpg); members {row['members']}")
             if label_member not in row["members"]:

@@ -1,7 +1,7 @@
 """Run one round's training as torchrun's entry point: `torchrun --nproc_per_node=N -m stages.train.launch ...`.
 
 Each process joins the group torchrun describes and calls the same `train()` the train flow calls, on
-the same artifact URLs (pipelines.layout.RunLayout), so a multi-GPU round is a drop-in replacement for
+the same artifact URLs (the stage table's, through stages.train.plan), so a multi-GPU round is a drop-in replacement for
 `clouds run train`. Without torchrun it is a one-process run. Prefect is not started here: the flow's
 reuse/--force handling stays with the flow, and `train()` itself skips an already committed checkpoint.
 """
@@ -10,51 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
 from typing import Any
 
-from artifacts import ArtifactError, is_committed
-from clouds.config import CloudsConfig, load_config
+from clouds.config import load_config
+from clouds.layout import RunLayout
 from clouds.threads import apply_num_threads
-from pipelines.layout import RunLayout
 from stages.train.distributed import init_from_env, shutdown
+from stages.train.plan import plan_round
 from stages.train.stage import train
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RoundPlan:
-    """What round k trains on and where it writes (mirrors pipelines.stage_flows.train_flow)."""
-
-    mode: str
-    source: str
-    synthetic: list[str]
-    init: str | None
-    iters: int
-    output: str
-
-
-def round_plan(cfg: CloudsConfig, layout: RunLayout, k: int) -> RoundPlan:
-    """Round k's plan without checking that its inputs exist (`clouds status` asks before they do)."""
-    source, output = layout.data(cfg.data.source.name), layout.round(k, "train")
-    if k == 0:
-        return RoundPlan("warmup", source, [], None, cfg.train.warmup_iters, output)
-    iters = cfg.loop.round_iters or max(1, cfg.train.joint_iters // cfg.loop.rounds)
-    return RoundPlan("joint", source, [layout.round(k, "refine")], layout.round(k - 1, "train"), iters, output)
-
-
-def plan_round(cfg: CloudsConfig, layout: RunLayout, k: int) -> RoundPlan:
-    """Round k's plan; refuses a round whose inputs are not committed artifacts, naming the first."""
-    plan = round_plan(cfg, layout, k)
-    needed = [("source", plan.source), *(("refined labels", u) for u in plan.synthetic)]
-    if plan.init:
-        needed.append(("previous round's checkpoint", plan.init))
-    for what, url in needed:
-        if not is_committed(url):
-            raise ArtifactError(f"round {k} trains on the {what} at {url}, which is not a committed artifact: "
-                                "run the stages before it first")
-    return plan
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from artifacts import ArtifactError, Folder, commit_folder, is_committed, read_lineage
+from artifacts import Folder, commit_folder, read_lineage
+from artifacts.identity import Identity
 from clouds.config import CloudsConfig, TrainConfig
 from clouds.device import resolve_device
 from models.build import build_segmenter
@@ -45,27 +46,17 @@ def _content_hash(url: str) -> str | None:
     return read_lineage(url).get("content_hash")
 
 
-def train_config_hash(cfg: CloudsConfig, mode: str, iters: int, inputs: list[str]) -> str:
-    """What a committed checkpoint was made from: model + train sections, seed, mode, span length, input URLs.
-
-    Input *contents* are pinned separately by the lineage's input records.
-    """
-    payload = {
-        "model": cfg.model.model_dump(mode="json"),
-        "train": cfg.train.model_dump(mode="json"),
-        "seed": cfg.run.seed,
-        "mode": mode,
-        "iters": iters,
-        "inputs": list(inputs),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def train_params(cfg: CloudsConfig, mode: str, iters: int) -> dict[str, Any]:
     """What the checkpoint's lineage records of the settings its config hash covers (the input URLs are in
     its input records), so `clouds status` can name the key that changed."""
     return {"mode": mode, "iters": iters, "seed": cfg.run.seed,
             "model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json")}
+
+
+def train_settings(cfg: CloudsConfig, mode: str, iters: int, inputs: list[str]) -> dict[str, Any]:
+    """What a committed checkpoint was made from: model + train sections, seed, mode, span length, input URLs
+    (hashed: input *contents* are pinned separately by the lineage's input records)."""
+    return {**train_params(cfg, mode, iters), "inputs": list(inputs)}
 
 
 def mode_iters(cfg: TrainConfig, mode: str) -> int:
@@ -148,18 +139,13 @@ def train(
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     inputs = [source_url, *synthetic_urls] + ([init_checkpoint] if init_checkpoint else [])
-    config_hash = train_config_hash(cfg, mode, iters, inputs)
+    expected = Identity.of(STAGE, train_settings(cfg, mode, iters, inputs), inputs)
+    config_hash = expected.config_hash
+    if expected.check_reusable(output_url, "checkpoint"):
+        log.info("train %s: %s already committed, skipping", mode, output_url)
+        return {**read_lineage(output_url).get("stats", {}), "skipped": True}
     # A snapshot is resumed only by a run with this config and these exact input contents.
     identity = {"config_hash": config_hash, "inputs": {u: _content_hash(u) for u in inputs}}
-    if is_committed(output_url):
-        lineage = read_lineage(output_url)
-        if lineage.get("config_hash") != config_hash:
-            raise ArtifactError(
-                f"{output_url} is already a committed checkpoint of another configuration or other inputs; "
-                "choose another output URL or delete it"
-            )
-        log.info("train %s: %s already committed, skipping", mode, output_url)
-        return {**lineage.get("stats", {}), "skipped": True}
 
     device = resolve_device(cfg.run.device)
     seed = mode_seed(cfg.run.seed, mode)

@@ -32,7 +32,7 @@ from artifacts import COMMIT_MARKER
 from artifacts.shards import ShardSink
 from artifacts.storage import Folder
 from clouds.config import load_config
-from pipelines.layout import RunLayout
+from clouds.layout import RunLayout
 
 
 def _die() -> None:
@@ -97,10 +97,10 @@ def run_stage(stage: str, config: str, root: str, out: str) -> None:
     cfg = load_config(config)
     layout = RunLayout(root, cfg.run.name)
     if stage == "ingest":
-        from stages.ingest.stage import default_config_hash, ingest
+        from stages.ingest.stage import ingest
 
         spec = cfg.data.source
-        ingest(spec, out, cfg.artifacts, config_hash=default_config_hash(spec, cfg.artifacts))
+        ingest(spec, out, cfg.artifacts)
     elif stage == "synthesize":
         from stages.synthesize.stage import prepare_synthesize
 

@@ -1,0 +1,71 @@
+"""Layers import only downward: ground (clouds config, labels, layout, errors) < artifacts < models < stages <
+pipelines < the CLI and server. Every import counts, also those inside functions (docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOP = {"clouds.cli", "clouds.server"}  # the app: the only modules of `clouds` above the ground
+LAYERS = {"ground": 0, "artifacts": 1, "models": 2, "stages": 3, "pipelines": 4, "app": 5}
+# Re-exports kept for benchmarks/ (not in the package's own import graph).
+SHIMS = {"pipelines.layout", "pipelines.results"}
+
+
+def layer_of(module: str) -> str | None:
+    if module in TOP or any(module.startswith(m + ".") for m in TOP):
+        return "app"
+    top = module.split(".")[0]
+    if top == "clouds":
+        return "ground"
+    return top if top in LAYERS else None
+
+
+def modules() -> list[tuple[str, Path]]:
+    out = []
+    for package in ("clouds", "artifacts", "models", "stages", "pipelines"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out.append((name, path))
+    return out
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_every_import_points_down_or_sideways():
+    upward = []
+    for name, path in modules():
+        if name in SHIMS:
+            continue
+        own = LAYERS[layer_of(name)]
+        for line, target in imports(path):
+            layer = layer_of(target)
+            if layer is not None and LAYERS[layer] > own:
+                upward.append(f"{path.relative_to(ROOT)}:{line} ({layer_of(name)}) imports {target} ({layer})")
+    assert not upward, "imports against the layers:\n" + "\n".join(upward)
+
+
+@pytest.mark.parametrize(("module", "layer"), [
+    ("clouds.layout", "ground"), ("clouds.config.root", "ground"), ("clouds.cli", "app"), ("artifacts.identity", "artifacts"),
+    ("stages.table", "stages"), ("pipelines.stage_flows", "pipelines"), ("numpy", None),
+])
+def test_the_layer_rule_itself(module, layer):
+    assert layer_of(module) == layer
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from pipelines.tasks import run_local\n")
+    assert imports(bad) == [(2, "pipelines.tasks")]
