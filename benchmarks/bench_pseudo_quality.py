@@ -1,0 +1,83 @@
+"""What does refinement do to pseudo labels? Teacher labels, confidence thresholds and superpixels, scored.
+
+Reads committed pseudo-label artifacts whose generated images carry true labels (the toycity backend keeps
+them for measurement only) and scores variants of the same teacher output against them, without training:
+the teacher's argmax; its pixels at or above a confidence threshold (`pseudo_label.confidence_threshold`,
+same rule as the stage: the stored winning share); and each of those after superpixel refinement (the
+demo's `refine.method: superpixel`: every SLIC segment takes its majority label, all-ignore segments stay
+ignore). Quality is the stages' own: confusion over the pixels a label claims, mean over classes with a
+non-zero union; coverage is the share of labelled true pixels the variant keeps.
+
+    python benchmarks/bench_pseudo_quality.py /tmp/effect/s0/round-001/pseudo-label --thresholds 0.5 0.75 0.9
+
+Pseudo-label artifacts come from any run of the tiny profile (`clouds run full-round --round 1 ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from artifacts import image_member, open_artifact
+from clouds.config.selftrain import RefineConfig
+from clouds.labels import IGNORE, NUM_CLASSES
+from stages.evaluate.metrics import confusion_matrix, mean_iou, pixel_accuracy
+from stages.refine.superpixel import majority_vote, superpixels
+
+
+@dataclass
+class Score:
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64))
+    kept: int = 0
+    labelled: int = 0
+
+    def add(self, label: np.ndarray, true: np.ndarray) -> None:
+        self.confusion += confusion_matrix(label, true, skip_ignored_predictions=True)
+        self.kept += int(((label != IGNORE) & (true != IGNORE)).sum())
+        self.labelled += int((true != IGNORE).sum())
+
+    def row(self, name: str) -> str:
+        coverage = self.kept / max(self.labelled, 1)
+        return (f"{name:34s} {coverage:8.2f} {100 * mean_iou(self.confusion):8.1f} "
+                f"{100 * pixel_accuracy(self.confusion):8.1f}")
+
+
+def variants(label: np.ndarray, conf: np.ndarray, segments: np.ndarray, thresholds: list[float]) -> dict[str, np.ndarray]:
+    out = {"teacher": label, "teacher + superpixel": majority_vote(segments, label)}
+    for t in thresholds:
+        kept = np.where(conf >= round(255 * t), label, IGNORE).astype(np.uint8)
+        out[f"teacher >= {t:g}"] = kept
+        out[f"teacher >= {t:g} + superpixel"] = majority_vote(segments, kept)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("artifacts", nargs="+", help="committed pseudo-label artifacts (with true.seg.png members)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.75, 0.9])
+    parser.add_argument("--segments", type=int, default=150, help="SLIC segments (configs/tiny.yaml: 150)")
+    args = parser.parse_args()
+    cfg = RefineConfig(method="superpixel", superpixel_segments=args.segments)
+    started = time.monotonic()
+    for url in args.artifacts:
+        scores: dict[str, Score] = {}
+        samples = 0
+        for sample in open_artifact(url).iter_samples():
+            if "true.seg.png" not in sample:
+                raise SystemExit(f"{url}: sample {sample['__key__']} has no true.seg.png: nothing to score against")
+            segments = superpixels(np.asarray(image_member(sample))[..., :3], cfg)
+            for name, label in variants(sample["seg.png"], sample["conf.png"], segments, args.thresholds).items():
+                scores.setdefault(name, Score()).add(label, sample["true.seg.png"])
+            samples += 1
+        print(f"{url}: {samples} images, SLIC {args.segments} segments")
+        print(f"{'labels':34s} {'coverage':>8s} {'mIoU %':>8s} {'acc %':>8s}")
+        for name, score in scores.items():
+            print(score.row(name))
+    print(f"wall time: {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
