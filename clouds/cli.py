@@ -228,10 +228,20 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
             console.print(f"[bold red]stopped:[/] {_stop_summary(signum, cfg, layout)}; resume with: {resume}",
                           soft_wrap=True, markup=True, highlight=False)
 
-    def api_lost(reason: str) -> None:  # from the watchdog's thread, while the main thread still trains
+    server_process = None
+
+    def remove_home() -> None:  # other threads may still write there until the exit: remove, then make sure
         import os
         import shutil
 
+        if server_process is not None and server_process.poll() is None:
+            server_process.terminate()  # it dies with us anyway (PR_SET_PDEATHSIG); its database goes now
+        for _ in range(3):
+            shutil.rmtree(home, ignore_errors=True)
+            if not os.path.exists(home):
+                return
+
+    def api_lost(reason: str) -> None:  # from the watchdog's thread, while the main thread still trains
         from rich.markup import escape
 
         fix = ("start it again (clouds server) or unset PREFECT_API_URL, then resume with: " if external
@@ -242,12 +252,6 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
         console.print(f"[bold]hint:[/] {fix}{resume}", soft_wrap=True, markup=True, highlight=False)
         # Without the exit hooks: Prefect's would flush to the dead API, and the first of them to need a
         # client started a fresh temporary server that outlived us. Ours are the only ones worth running.
-        def remove_home() -> None:  # the main thread keeps running until the exit: remove, then make sure
-            for _ in range(3):
-                shutil.rmtree(home, ignore_errors=True)
-                if not os.path.exists(home):
-                    return
-
         drop_own_lock(layout.base)
         exit_now(API_LOST_EXIT, hooks=False, last=remove_home if home is not None else None)
 
@@ -270,7 +274,11 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
         _fail(f"{mode} failed: {err}{_server_said()}", hint)
     except Shutdown as stop:
         stopped(stop.signum)
-        exit_now(128 + stop.signum)
+        if home is None:  # a server or a Prefect home that outlives us: Prefect's hooks flush the run history
+            exit_now(128 + stop.signum)
+        # The private home and its temporary server go with us: flushing history into them only cost time
+        # (on a loaded machine the hooks pushed the exit past 5 s after Ctrl-C).
+        exit_now(128 + stop.signum, hooks=False, last=remove_home)
 
 
 def _server_said() -> str:

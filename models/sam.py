@@ -9,6 +9,9 @@ Model types:
 - ``tiny``: a ~100k-parameter SAM built from segment_anything's own classes, random weights unless
   a checkpoint is given. It exists so tests and the CPU demo run the exact predictor path real weights do.
 
+Each model type is one entry in `SAM_BUILDERS` (a clouds.registry table, like the refiners and image
+backends), so adding one is an entry there and its name in `RefineConfig.sam_model_type`.
+
 Checkpoints are read with ``torch.load(weights_only=True)`` (or safetensors) and then
 ``load_state_dict``; the registry builders call ``torch.load`` on the file themselves, which on older
 torch versions unpickles arbitrary objects, so they are always called with ``checkpoint=None``.
@@ -26,8 +29,8 @@ from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from clouds.device import resolve_device
+from clouds.registry import from_config, registry
 
-SAM_MODEL_TYPES: tuple[str, ...] = ("vit_h", "vit_l", "vit_b", "vit_t", "tiny")
 MOBILE_SAM_INSTALL = "pip install git+https://github.com/ChaoningZhang/MobileSAM"
 
 
@@ -76,7 +79,7 @@ def build_tiny_sam(
     return sam.eval()
 
 
-def _mobile_sam_builder() -> Callable[..., torch.nn.Module]:
+def _mobile_sam() -> torch.nn.Module:
     try:
         from mobile_sam import sam_model_registry as mobile_registry  # type: ignore[import-not-found]
     except ImportError as err:
@@ -84,18 +87,27 @@ def _mobile_sam_builder() -> Callable[..., torch.nn.Module]:
             f"sam_model_type 'vit_t' (MobileSAM) needs the mobile_sam package, which is not on PyPI: "
             f"run `{MOBILE_SAM_INSTALL}`, or choose vit_b/vit_l/vit_h"
         ) from err
-    return mobile_registry["vit_t"]
+    return mobile_registry["vit_t"](checkpoint=None)
+
+
+def _meta_sam(model_type: str) -> Callable[[], torch.nn.Module]:
+    """Meta's build of `model_type`, without the checkpoint its registry would unpickle itself."""
+    def build() -> torch.nn.Module:
+        return sam_model_registry[model_type](checkpoint=None)
+
+    return build
+
+
+SAM_BUILDERS = registry({
+    "vit_h": _meta_sam("vit_h"), "vit_l": _meta_sam("vit_l"), "vit_b": _meta_sam("vit_b"),
+    "vit_t": _mobile_sam, "tiny": build_tiny_sam,
+})
+SAM_MODEL_TYPES: tuple[str, ...] = tuple(SAM_BUILDERS)
 
 
 def build_sam(model_type: str) -> torch.nn.Module:
     """The architecture of `model_type` with random weights (what a checkpoint is loaded into)."""
-    if model_type == "tiny":
-        return build_tiny_sam()
-    if model_type == "vit_t":
-        return _mobile_sam_builder()(checkpoint=None).eval()
-    if model_type in sam_model_registry and model_type != "default":
-        return sam_model_registry[model_type](checkpoint=None).eval()
-    raise ValueError(f"unknown SAM model type {model_type!r}; expected one of {', '.join(SAM_MODEL_TYPES)}")
+    return from_config(SAM_BUILDERS, "refine.sam_model_type", model_type)().eval()
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

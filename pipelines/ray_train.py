@@ -1,10 +1,10 @@
 """A round's training, data-parallel on Ray Train workers (`executor.train_workers` > 0).
 
 Ray Train's TorchTrainer places the workers (`executor.resources.train` each), sets up the
-torch.distributed process group (nccl on GPUs, gloo on CPUs) and runs `train()` on every worker: the
-same function torchrun's launcher runs, so the gradient averaging, rank-0 commit and per-rank resume of
-stages.train are unchanged. After a failure (`executor.train_max_failures`) Ray Train restarts the
-group and `train()` resumes from its last progress snapshot.
+torch.distributed process group (nccl on GPUs, gloo on CPUs) and runs the round's `TrainRecipe` on every
+worker, built and run as torchrun's launcher and the train flow do, so the gradient averaging, rank-0
+commit and per-rank resume of stages.train are unchanged. After a failure (`executor.train_max_failures`)
+Ray Train restarts the group and the recipe resumes from its last progress snapshot.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     import torch
 
     from stages.train.distributed import world
-    from stages.train.stage import train
+    from stages.train.recipe import TrainRecipe
 
     # Rank 0's progress (resume, snapshots, commit) reaches the driver's console through Ray's log forwarding.
     # `force`: this worker process runs only our loop, whatever handlers its imports installed.
@@ -39,7 +39,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     cfg = CloudsConfig.model_validate_json(loop_config["config"])
     apply_num_threads(cfg.run.num_threads)
     plan = RoundPlan(**loop_config["plan"])
-    train(cfg, plan.source, plan.synthetic, plan.output, init_checkpoint=plan.init, iters=plan.iters, mode=plan.mode)
+    TrainRecipe.of(cfg, plan).run()
 
 
 def trainer_options(executor: ExecutorConfig) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def trainer_options(executor: ExecutorConfig) -> dict[str, Any]:
 
 def train_on_ray(cfg: CloudsConfig, plan: RoundPlan, executor: ExecutorConfig, name: str) -> dict[str, Any]:
     """Train `plan` on Ray Train workers; returns the summary rank 0 committed with the checkpoint (what
-    `train()` returns; Ray Train keeps only metrics reported with its own checkpoints)."""
+    the recipe returns; Ray Train keeps only metrics reported with its own checkpoints)."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer

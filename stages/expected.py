@@ -212,7 +212,7 @@ def train_layout(cfg: CloudsConfig, layout: RunLayout) -> RunLayout:
 def train(cfg: CloudsConfig, layout: RunLayout, k: int) -> list[Expected]:
     """Round k's checkpoint, as the plan torchrun and Ray Train run (stages.train.plan) names it."""
     from stages.train.plan import round_plan
-    from stages.train.stage import STAGE, train_settings
+    from stages.train.settings import STAGE, train_settings
 
     plan = round_plan(cfg, train_layout(cfg, layout), k)
     inputs = plan.inputs

@@ -96,7 +96,7 @@ def _train(req: BuildRequest) -> Any:
     """Round k's plan (the one torchrun's launcher trains), here or on `req.trainer` (Ray Train)."""
     from artifacts import Folder
     from stages.train.plan import plan_round
-    from stages.train.stage import train
+    from stages.train.recipe import TrainRecipe
 
     layout = exp.train_layout(req.cfg, req.layout)
     plan = plan_round(req.cfg, layout, req.round)  # refuses a round whose inputs are not committed
@@ -104,8 +104,7 @@ def _train(req: BuildRequest) -> Any:
         Folder.at(plan.output).remove(within=layout.base)
     if req.trainer is not None:
         return req.trainer(req.cfg, plan)
-    return train(req.cfg, plan.source, plan.synthetic, plan.output, init_checkpoint=plan.init, iters=plan.iters,
-                 mode=plan.mode)
+    return TrainRecipe.of(req.cfg, plan).run()
 
 
 def _synthesize_job(cfg: CloudsConfig, layout: RunLayout, k: int, overwrite: bool, attach: bool) -> ShardedJob:

@@ -10,6 +10,7 @@ import pytest
 from clouds.config import PromptsConfig, SynthesizeConfig
 from clouds.config.selftrain import RefineConfig
 from clouds.registry import from_config
+from models.sam import SAM_BUILDERS, build_sam
 from stages.prompts.generate import WRITERS
 from stages.refine.stage import REFINERS
 from stages.synthesize.backend import BACKENDS
@@ -17,6 +18,7 @@ from stages.synthesize.backend import BACKENDS
 
 @pytest.mark.parametrize(("table", "section", "field"), [
     (WRITERS, PromptsConfig, "backend"), (BACKENDS, SynthesizeConfig, "backend"), (REFINERS, RefineConfig, "method"),
+    (SAM_BUILDERS, RefineConfig, "sam_model_type"),
 ])
 def test_every_configurable_name_has_a_builder(table, section, field):
     assert set(typing.get_args(section.model_fields[field].annotation)) == set(table)
@@ -27,3 +29,12 @@ def test_an_unknown_name_is_refused_naming_key_and_choices():
         from_config(BACKENDS, "synthesize.backend", "gan")
     with pytest.raises(TypeError):
         BACKENDS["gan"] = BACKENDS["toycity"]  # read-only: nothing registers at run time
+
+
+def test_sam_model_types_are_a_registry_too():
+    sam = build_sam("tiny")  # the random-weight test SAM, built through its table entry
+    assert not sam.training and sum(p.numel() for p in sam.parameters()) < 1_000_000
+    with pytest.raises(ValueError, match=r"refine.sam_model_type='vit_x' is not one of vit_h, vit_l, vit_b, vit_t, tiny"):
+        build_sam("vit_x")
+    with pytest.raises(TypeError):
+        SAM_BUILDERS["vit_x"] = SAM_BUILDERS["tiny"]  # read-only: nothing registers at run time

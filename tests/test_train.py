@@ -17,7 +17,7 @@ from clouds.config import parse_config
 from clouds.labels import IGNORE
 from models.build import build_segmenter, tiny_model_config
 from stages.train import checkpoints as ckpt_mod
-from stages.train import stage as stage_mod
+from stages.train import recipe as recipe_mod
 from stages.train.augment import SSDColorJitter, generated_views, source_transform, to_tv
 from stages.train.checkpoints import read_metrics, read_train_state
 from stages.train.data import LabeledArtifact, TrainData, collate
@@ -320,14 +320,14 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
     full = train(cfg, src, [], str(tmp_path / "full"), iters=4, mode="warmup")
     assert full["step"] == 4
 
-    real_save = stage_mod.save_progress
+    real_save = recipe_mod.save_progress
 
     def save_then_crash(*args, **kwargs):
         real_save(*args, **kwargs)
         raise _Crash("simulated crash right after the step-2 snapshot")
 
     out = str(tmp_path / "resumed")
-    monkeypatch.setattr(stage_mod, "save_progress", save_then_crash)
+    monkeypatch.setattr(recipe_mod, "save_progress", save_then_crash)
     with pytest.raises(_Crash):
         train(cfg, src, [], out, iters=4, mode="warmup")
     monkeypatch.undo()
@@ -343,6 +343,29 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
     sa, sb = read_train_state(str(tmp_path / "full")), read_train_state(out)
     assert sa["position"] == sb["position"] == 8
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4]  # the log continues across the restart
+
+
+def test_the_recipe_steps_one_by_one_are_what_train_runs(tmp_path):
+    """torchrun, Ray Train and the flow run the recipe; `train()` is the same recipe, step for step."""
+    src = write_source(str(tmp_path / "src"))
+    cfg = tiny_cfg(checkpoint_every=2)
+    whole = train(cfg, src, [], str(tmp_path / "whole"), iters=3, mode="warmup")
+    out = str(tmp_path / "steps")
+    recipe = recipe_mod.TrainRecipe(cfg, src, [], out, iters=3, mode="warmup")
+    assert recipe.setup() is None
+    recipe.load_checkpoint()
+    recipe.train()
+    stats = recipe.save_checkpoint()
+    recipe.cleanup()
+    assert recipe.state is None and recipe.data is None
+    assert {k: v for k, v in stats.items() if k != "url"} == {k: v for k, v in whole.items() if k != "url"}
+    a, b = _weights(str(tmp_path / "whole")), _weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_lineage(out)["config_hash"] == read_lineage(str(tmp_path / "whole"))["config_hash"]
+    again = recipe_mod.TrainRecipe(cfg, src, [], out, iters=3, mode="warmup")
+    assert again.setup() == {**stats, "skipped": True} and again.data is None  # committed: nothing opened
+    with pytest.raises(ValueError, match="iters must be >= 1"):
+        recipe_mod.TrainRecipe(cfg, src, [], out, iters=0)
 
 
 def test_warmup_then_joint_rounds_commit_checkpoint_artifacts(tmp_path):

@@ -1,9 +1,10 @@
 """Run one round's training as torchrun's entry point: `torchrun --nproc_per_node=N -m stages.train.launch ...`.
 
-Each process joins the group torchrun describes and calls the same `train()` the train flow calls, on
-the same artifact URLs (the stage table's, through stages.train.plan), so a multi-GPU round is a drop-in replacement for
-`clouds run train`. Without torchrun it is a one-process run. Prefect is not started here: the flow's
-reuse/--force handling stays with the flow, and `train()` itself skips an already committed checkpoint.
+Each process joins the group torchrun describes and runs the same `TrainRecipe` the train flow and Ray Train
+run, on the same artifact URLs (the stage table's, through stages.train.plan), so a multi-GPU round is a drop-in
+replacement for `clouds run train`. Without torchrun it is a one-process run. Prefect is not started here: the
+flow's reuse/--force handling stays with the flow, and the recipe itself skips an already committed checkpoint.
+The process group is this launcher's: it leaves it after the recipe, also after a failure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from clouds.layout import RunLayout
 from clouds.threads import apply_num_threads
 from stages.train.distributed import init_from_env, shutdown
 from stages.train.plan import plan_round
-from stages.train.stage import train
+from stages.train.recipe import TrainRecipe
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"[rank {rank}/{world_size}] %(levelname)s %(name)s: %(message)s")
     try:
-        return train(cfg, plan.source, plan.synthetic, plan.output, init_checkpoint=plan.init,
-                     iters=args.iters or plan.iters, mode=plan.mode)
+        return TrainRecipe.of(cfg, plan, iters=args.iters).run()
     finally:
         shutdown()
 

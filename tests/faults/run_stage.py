@@ -80,16 +80,16 @@ def install_fault(spec: str, delay: float = 0.0) -> None:
 
     ShardSink.add, ShardSink.finish, Folder.write_atomic = add_hooked, finish_hooked, write_atomic_hooked
     if kind == "snapshot":
-        import stages.train.stage as train_stage
+        import stages.train.recipe as train_recipe
 
-        save = train_stage.save_progress
+        save = train_recipe.save_progress
 
         def save_hooked(*args: Any, **kwargs: Any) -> Any:
             url = save(*args, **kwargs)
             tick()
             return url
 
-        train_stage.save_progress = save_hooked
+        train_recipe.save_progress = save_hooked
 
 
 def run_stage(stage: str, config: str, root: str, out: str) -> None:
