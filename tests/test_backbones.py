@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from artifacts import ArtifactWriter, Folder
+from artifacts import ArtifactWriter, Folder, commit_folder
 from clouds.config import ConfigError, load_config, parse_config
 from clouds.config.model import BackboneConfig, ModelConfig
 from models.build import build_segmenter, tiny_model_config
@@ -20,6 +20,7 @@ from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.ema import EmaTeacher
 from models.timm_tower import _hub_file, create_timm_tower
 from models.vit_backbone import ViTBackbone
+from stages.export.card import model_card
 from stages.train.optim import param_groups
 from stages.train.stage import train
 
@@ -105,6 +106,9 @@ def test_deconv_neck_trains_and_is_saved(tmp_path: Path) -> None:
     save_checkpoint(str(tmp_path / "ck"), model, None, cfg, {})
     with safe_open(str(tmp_path / "ck" / "student_backbone.safetensors"), "pt") as f:
         assert set(f.keys()) == set(model.backbone.trained_state_dict())
+    commit_folder(str(tmp_path / "ck"), stage="train", config_hash="test")
+    card = model_card(str(tmp_path / "ck"), "ck.safetensors", "safetensors", "student", 1, "-")
+    assert f"- backbone: timm `{cfg.backbone.name}`" in card and "deconv pyramid neck" in card
 
 
 def test_text_head_and_ensemble_refused_without_text_tower() -> None:

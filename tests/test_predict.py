@@ -266,6 +266,7 @@ def test_export_round_trips_with_identical_predictions(checkpoint, tmp_path):
     assert torch.equal(model.predict(images), reference)
     card = (tmp_path / "export" / "micro.md").read_text()
     assert "| 1 (this model) | 60.00 | 60.00 |" in card and "train config hash: `micro`" in card
+    assert "- backbone: open_clip `clouds-tiny-convnext`" in card
 
     out = tmp_path / "export" / "micro.torchscript.pt"
     result = runner.invoke(app, ["export", ckpt, "--format", "torchscript", "--size", "64", "96", "--out", str(out)])

@@ -58,7 +58,9 @@ def model_card(checkpoint_url: str, export_name: str, fmt: str, weights: str, pa
         "",
         "## Architecture",
         "",
-        f"- backbone: open_clip `{b.name}` (pretrained: `{b.pretrained}`, frozen: {b.freeze})",
+        f"- backbone: {b.library} `{b.name}` (pretrained: `{b.pretrained}`, frozen: {b.freeze})"
+        + (f", {b.neck} pyramid neck" if b.library == "timm" else "")
+        + (f", {b.peft.kind} tuning" if b.peft.kind != "none" else ""),
         f"- decoder: Mask2Former, {d.num_queries} queries, hidden {d.hidden_dim}, {d.encoder_layers} pixel-decoder "
         f"layers, {d.decoder_layers} transformer-decoder layers, {d.num_attention_heads} heads",
         f"- head: {h.kind}" + (f", CLIP geometric ensemble (alpha {h.ensemble_alpha})" if h.ensemble else ""),
