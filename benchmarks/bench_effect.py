@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from clouds.config import load_config
-from pipelines.layout import RunLayout
-from pipelines.results import collect_rounds
+from clouds.layout import RunLayout
 from stages.report import RoundResult
 from stages.report.figures import is_in_domain
+from stages.report.rounds import collect_rounds
 
 CLOUDS = str(Path(sys.executable).with_name("clouds"))
 

@@ -66,8 +66,10 @@ def main() -> None:
         scores: dict[str, Score] = {}
         samples = 0
         for sample in open_artifact(url).iter_samples():
-            if "true.seg.png" not in sample:
-                raise SystemExit(f"{url}: sample {sample['__key__']} has no true.seg.png: nothing to score against")
+            missing = [m for m in ("seg.png", "conf.png", "true.seg.png") if m not in sample]
+            if missing:
+                raise SystemExit(f"{url}: sample {sample['__key__']} lacks {', '.join(missing)}: give a pseudo-label "
+                                 "artifact of generated images with true labels")
             segments = superpixels(np.asarray(image_member(sample))[..., :3], cfg)
             for name, label in variants(sample["seg.png"], sample["conf.png"], segments, args.thresholds).items():
                 scores.setdefault(name, Score()).add(label, sample["true.seg.png"])

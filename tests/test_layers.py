@@ -11,8 +11,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TOP = {"clouds.cli", "clouds.server"}  # the app: the only modules of `clouds` above the ground
 LAYERS = {"ground": 0, "artifacts": 1, "models": 2, "stages": 3, "pipelines": 4, "app": 5}
-# Re-exports kept for benchmarks/ (not in the package's own import graph).
-SHIMS = {"pipelines.layout", "pipelines.results"}
 
 
 def layer_of(module: str) -> str | None:
@@ -47,8 +45,6 @@ def imports(path: Path) -> list[tuple[int, str]]:
 def test_every_import_points_down_or_sideways():
     upward = []
     for name, path in modules():
-        if name in SHIMS:
-            continue
         own = LAYERS[layer_of(name)]
         for line, target in imports(path):
             layer = layer_of(target)
