@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from clouds.config.selftrain import RefineConfig
+from clouds.config import SamRefine
 from clouds.device import resolve_device
 from models.sam import build_sam
 from stages.refine.algorithm import best_masks, finish, plan, refine_with_sam
@@ -51,7 +51,7 @@ def per_component(
     image: np.ndarray,
     teacher: np.ndarray,
     predictor: SamMaskPredictor,
-    cfg: RefineConfig,
+    cfg: SamRefine,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """The naive schedule: same embedding and prompts, but one SamPredictor.predict_torch per component,
@@ -113,7 +113,7 @@ def main() -> None:
     device = resolve_device(args.device)
     sam = build_sam(args.sam).to(device).eval().requires_grad_(False)
     predictor = SamMaskPredictor(sam, multimask=True)
-    cfg = RefineConfig(sam_model_type=args.sam, min_area_fraction=REFERENCE_FRACTION)
+    cfg = SamRefine(model_type=args.sam, min_area_fraction=REFERENCE_FRACTION)
     rng = np.random.default_rng(args.seed)
     scenes = [synthetic_scene(height, width, args.regions, rng) for _ in range(args.images)]
     keys = [f"bench_{i}" for i in range(args.images)]

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from clouds.config import SynthesizeConfig
+from clouds.config import DiffusersSynthesize
 from stages.synthesize import build_backend, image_seed, to_uint8
 from stages.synthesize.tiny import save_tiny_sd_pipeline
 
@@ -45,8 +45,8 @@ def timed(backend, prompts: list[str], seeds: list[int], batch: int) -> tuple[fl
 
 
 def run(args: argparse.Namespace, model: str) -> None:
-    cfg = SynthesizeConfig(
-        backend="diffusers", model=model, height=args.height, width=args.width, steps=args.steps,
+    cfg = DiffusersSynthesize(
+        model=model, height=args.height, width=args.width, steps=args.steps,
         dtype=args.dtype, batch_size=args.batch_size,
     )
     backend = build_backend(cfg, args.device)

@@ -187,7 +187,7 @@ def show(
 
 
 RUN_HELP = ("full-round | loop | ingest | prompts | synthesize | pseudo-label | refine | train | evaluate | "
-            "pretrain (the label-free tower pretraining, once)")
+            "pretrain (the label-free tower pretraining, once) | pretrain-sam (the toy SAM's training, once)")
 
 
 ROUND_MODES = {"full-round", "pseudo-label", "refine", "train", "evaluate"}
@@ -203,7 +203,7 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
         cfg = load_config(config, overrides)  # fail here, before Prefect starts, on a bad config
         if run is not None:
             check_safe_name(run, "--run")  # the config's run.name is checked by the schema; --run bypasses it
-    except (CloudsError, ValueError) as err:  # ValueError: a bad --run name
+    except CloudsError as err:
         _fail(str(err))
     home = _private_prefect_home()
     from pipelines.clouds_flow import MODES, clouds
@@ -263,9 +263,9 @@ def _run_flow(mode: str, config: Path, root: str | None, run: str | None, round_
             with ApiWatchdog(api_url, api_lost, process=server_process):
                 return clouds(mode=mode, config=str(config), overrides=overrides or None, root=root, run=run,
                               round=round_, rounds=rounds, force=force)
-    except (CloudsError, FileNotFoundError, ValueError) as err:
-        # Bad input the user can fix: one line naming the file/sample/key, and the fix when it is known.
-        # ValueError: lower layers still raise it for bad values (models' CheckpointError among them).
+    except (CloudsError, FileNotFoundError) as err:
+        # Bad input the user can fix: one line naming the file/sample/key, and the fix when it is known. Any
+        # other exception (a plain ValueError included) is a bug and keeps its traceback.
         _fail(f"{mode} failed: {err}", hint_for(str(err), cfg, how))
     except RuntimeError as err:  # e.g. Prefect's temporary server did not start on a busy machine
         hint = hint_for(str(err), cfg, how)
@@ -321,11 +321,12 @@ def _stop_summary(signum: int, cfg, layout) -> str:  # noqa: ANN001 - CloudsConf
 def _where_stopped(cfg, layout) -> str:  # noqa: ANN001 - CloudsConfig, RunLayout (lazy imports)
     """The first artifact of the run left unfinished, or that all committed work is kept."""
     from artifacts import Folder, is_committed
+    from stages.table import STAGES, run_order
 
-    urls = [layout.once("pretrain")] + [layout.data(s.name) for s in (cfg.data.source, *cfg.data.targets)]
-    urls += [layout.round(0, s) for s in ("train", "evaluate")] + [layout.once("prompts"), layout.once("synthesize")]
-    urls += [layout.round(k, s) for k in range(1, cfg.loop.rounds + 1)
-             for s in ("pseudo-label", "refine", "train", "evaluate")]
+    # the table's folders in build order (not `expected`: that imports stage modules, too slow after a signal)
+    urls = [e.output(layout) for e in STAGES.values() if not e.in_loop]
+    urls += [layout.data(s.name) for s in (cfg.data.source, *cfg.data.targets)]
+    urls += [e.output(layout, k) for e, k in run_order(cfg.loop.rounds) if not e.fans_out]
     for url in urls:
         try:
             if Folder.at(url).exists() and not is_committed(url):
@@ -442,7 +443,7 @@ def status(
         cfg = load_config(config, overrides)
         layout = RunLayout(root or cfg.run.root, run_name or cfg.run.name)
         result = run_status(cfg, layout, rounds)
-    except (CloudsError, ValueError) as err:
+    except CloudsError as err:
         _fail(str(err))
     args = rebuild_args(result)
     if args is not None:
@@ -511,7 +512,7 @@ def predict(
         url = _checkpoint_url(checkpoint, root)
         result = run_predict(url, inputs, out, settings, overlays=overlays, overwrite=overwrite,
                              batch_size=batch_size, shard_size=shard_size, device=device)
-    except (CloudsError, ValueError, OSError) as err:
+    except (CloudsError, OSError) as err:
         _fail(str(err), _predict_hint(str(err)))
     reused = " (already committed, reused)" if result.get("skipped") else ""
     console.print(f"predicted {result['images']} image(s) with {url}: {result['url']}{reused}", soft_wrap=True,
@@ -542,7 +543,7 @@ def export(
             raise PredictInputError(f"--weights must be 'student' or 'teacher', got {weights!r}")
         url = _checkpoint_url(checkpoint, root)
         done = export_checkpoint(url, fmt, out, weights=weights, size=size)
-    except (CloudsError, ValueError, OSError) as err:
+    except (CloudsError, OSError) as err:
         _fail(str(err), _predict_hint(str(err)))
     console.print(f"exported {url} as {fmt}: {done.path} (model card: {done.card})", soft_wrap=True, highlight=False)
     if done.max_abs_diff is not None:
@@ -583,7 +584,7 @@ def evaluate(
             changes["short_side"] = short_side or None
         scoring.settings = EvaluateConfig.model_validate({**scoring.settings.model_dump(), **changes})
         result = evaluate_checkpoint(url, scoring, out, device=device)
-    except (CloudsError, ValueError, OSError) as err:
+    except (CloudsError, OSError) as err:
         _fail(str(err), _predict_hint(str(err)))
     out_console = Console()
     for name, value in result.get("miou", {}).items():

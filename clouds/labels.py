@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from clouds.errors import InputError
+
 IGNORE = 255
 NUM_CLASSES = 19
 
@@ -38,6 +40,6 @@ def check_train_ids(label: np.ndarray, where: str) -> None:
     """Refuse labels holding values that are neither a train id nor the ignore value."""
     bad = np.unique(label[(label >= NUM_CLASSES) & (label != IGNORE)])
     if bad.size:
-        raise ValueError(
+        raise InputError(
             f"{where}: label values {bad.tolist()[:10]} are not train ids (0..{NUM_CLASSES - 1}) or {IGNORE}"
         )

@@ -1,8 +1,8 @@
 """One way to turn a config's method name into the part that implements it: a read-only table of builders.
 
 Each pluggable part (prompt writers, image backends, refiners) keeps its table beside the parts, built once
-from a literal, so adding a method is one entry there and its name in the config's Literal; the lookup's
-error names the config key and the choices.
+from a literal, so adding a method is one entry there and its options class in the config's union
+(clouds/config/variants.py); the lookup's error names the config key and the choices.
 """
 
 from __future__ import annotations

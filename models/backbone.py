@@ -21,6 +21,7 @@ from open_clip.timm_model import TimmModel
 from torch import Tensor, nn
 
 from clouds.config.model import BackboneConfig
+from clouds.errors import InputError
 from models.heads import mask_pool
 from models.tower_weights import is_image_tower_file, load_image_tower
 
@@ -63,7 +64,7 @@ def create_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> nn.M
     download code.
     """
     if cfg.library != "open_clip":
-        raise ValueError(f"backbone.library {cfg.library!r}: {cfg.name!r} is not an open_clip CLIP model; this step "
+        raise InputError(f"backbone.library {cfg.library!r}: {cfg.name!r} is not an open_clip CLIP model; this step "
                          "needs a CLIP tower (backbone.library: open_clip)")
     register_model_configs()
     name, pretrained = cfg.name, _shipped_or_given(cfg.pretrained)
@@ -72,13 +73,13 @@ def create_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> nn.M
                                 "does not exist")
     has_schema = name.startswith(("hf-hub:", "local-dir:"))  # weights come with the model; `pretrained` unused
     if not has_schema and name not in open_clip.list_models():
-        raise ValueError(f"backbone.name {name!r} is not an open_clip model config (see open_clip.list_models())")
+        raise InputError(f"backbone.name {name!r} is not an open_clip model config (see open_clip.list_models())")
     if pretrained is not None and not has_schema:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags and not os.path.isfile(pretrained):
             if _is_local_path(pretrained) or not tags:
                 raise FileNotFoundError(f"backbone.pretrained: weight file {pretrained!r} does not exist")
-            raise ValueError(
+            raise InputError(
                 f"backbone.pretrained {pretrained!r} is neither a file nor a pretrained tag of {name!r} "
                 f"(known tags: {tags})"
             )
@@ -122,12 +123,12 @@ class ClipBackbone(nn.Module):
                              (visual.layer1, visual.layer2, visual.layer3, visual.layer4)]
             strides = STRIDES
         else:
-            raise ValueError(
+            raise InputError(
                 f"CLIP image tower {type(visual).__name__} has no stride 4/8/16/32 pyramid: use a ConvNeXt "
                 "(timm) or ModifiedResNet (RN50/RN101) open_clip model"
             )
         if strides != STRIDES:
-            raise ValueError(f"CLIP image tower gives strides {strides}, Mask2Former needs {STRIDES}")
+            raise InputError(f"CLIP image tower gives strides {strides}, Mask2Former needs {STRIDES}")
         self.visual = visual
         self.strides = list(STRIDES)
         self.frozen = freeze

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from artifacts.storage import Folder
 from clouds.config.model import ModelConfig
+from clouds.errors import CloudsError
 from models.build import build_segmenter
 from models.ema import make_teacher
 from models.segmenter import Segmenter
@@ -44,7 +45,7 @@ STUDENT_BACKBONE = "student_backbone.safetensors"
 TEACHER_BACKBONE = "teacher_backbone.safetensors"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CloudsError, ValueError):
     """A checkpoint that cannot be loaded into the requested architecture."""
 
 

@@ -13,6 +13,7 @@ import re
 from torch import nn
 
 from clouds.config.model import PeftConfig
+from clouds.errors import InputError
 
 
 def lora_target_pattern(targets: tuple[str, ...]) -> str:
@@ -30,7 +31,7 @@ def inject_lora(tower: nn.Module, cfg: PeftConfig) -> list[str]:
     pattern = lora_target_pattern(cfg.lora_targets)
     matched = [n for n, m in tower.named_modules() if isinstance(m, nn.Linear) and re.fullmatch(pattern, n)]
     if not matched:
-        raise ValueError(f"backbone.peft.lora_targets {list(cfg.lora_targets)} match no linear layer in the "
+        raise InputError(f"backbone.peft.lora_targets {list(cfg.lora_targets)} match no linear layer in the "
                          f"tower's attention blocks ({type(tower).__name__})")
     config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                         target_modules=pattern, bias="none")

@@ -23,6 +23,7 @@ from transformers.models.mask2former.modeling_mask2former import (
 )
 
 from clouds.config.model import DecoderConfig, HeadConfig
+from clouds.errors import InputError
 from models.heads import LinearClassHead, TextClassHead
 from models.text_classifier import TextClassifier
 
@@ -81,12 +82,12 @@ class Mask2FormerDecoder(Mask2FormerPreTrainedModel):
         if len(in_channels) != 4:
             raise ValueError(f"the pixel decoder needs 4 feature levels (strides 4..32), got {len(in_channels)}")
         if config.feature_size % 32 or config.mask_feature_size % 32:
-            raise ValueError("decoder.feature_size and mask_feature_size must be multiples of 32 (GroupNorm(32))")
+            raise InputError("decoder.feature_size and mask_feature_size must be multiples of 32 (GroupNorm(32))")
         if config.hidden_dim % config.num_attention_heads or config.feature_size % config.num_attention_heads:
-            raise ValueError("decoder hidden_dim and feature_size must be divisible by num_attention_heads")
+            raise InputError("decoder hidden_dim and feature_size must be divisible by num_attention_heads")
         if head.kind == "text" or head.ensemble:
             if text_classifier is None:
-                raise ValueError(f"head.kind={head.kind!r}, ensemble={head.ensemble} needs class text embeddings")
+                raise InputError(f"head.kind={head.kind!r}, ensemble={head.ensemble} needs class text embeddings")
         self.pixel_decoder = Mask2FormerPixelDecoder(config, feature_channels=list(in_channels))
         self.transformer_module = Mask2FormerTransformerModule(in_features=config.feature_size, config=config)
         if head.kind == "linear":

@@ -7,10 +7,12 @@ Model types:
   ``pip install git+https://github.com/ChaoningZhang/MobileSAM`` (package ``mobile_sam``), checkpoint
   ``mobile_sam.pt``.
 - ``tiny``: a ~100k-parameter SAM built from segment_anything's own classes, random weights unless
-  a checkpoint is given. It exists so tests and the CPU demo run the exact predictor path real weights do.
+  a checkpoint is given. It exists so tests run the exact predictor path real weights do.
+- ``toy``: the same build at 0.5M parameters, which ``clouds run pretrain-sam`` trains on the toy world's
+  object masks; the CPU demo refines with the one shipped in ``models/weights/`` (a checkpoint is required).
 
 Each model type is one entry in `SAM_BUILDERS` (a clouds.registry table, like the refiners and image
-backends), so adding one is an entry there and its name in `RefineConfig.sam_model_type`.
+backends), so adding one is an entry there and its name in `SamRefine.model_type` (clouds/config/selftrain.py).
 
 Checkpoints are read with ``torch.load(weights_only=True)`` (or safetensors) and then
 ``load_state_dict``; the registry builders call ``torch.load`` on the file themselves, which on older
@@ -29,6 +31,7 @@ from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from clouds.device import resolve_device
+from clouds.errors import InputError
 from clouds.registry import from_config, registry
 
 MOBILE_SAM_INSTALL = "pip install git+https://github.com/ChaoningZhang/MobileSAM"
@@ -39,8 +42,11 @@ def build_tiny_sam(
     encoder_dim: int = 32,
     encoder_depth: int = 2,
     prompt_dim: int = 32,
+    num_heads: int = 2,
+    mlp_ratio: float = 2.0,
 ) -> Sam:
-    """A random-weight SAM small enough for CPU tests, wired exactly like the registry's builds."""
+    """A small SAM wired exactly like the registry's builds (ViT encoder with windowed and global attention,
+    prompt encoder, two-way transformer mask decoder), so it runs the predictor path real weights take."""
     patch_size = 16
     grid = img_size // patch_size
     sam = Sam(
@@ -49,14 +55,14 @@ def build_tiny_sam(
             patch_size=patch_size,
             embed_dim=encoder_dim,
             depth=encoder_depth,
-            num_heads=2,
-            mlp_ratio=2.0,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
             out_chans=prompt_dim,
             qkv_bias=True,
             norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
             use_rel_pos=True,
             window_size=8,
-            global_attn_indexes=(encoder_depth - 1,),
+            global_attn_indexes=tuple(range(1, encoder_depth, 2)),  # every second block, as SAM's 4 of 12-32
         ),
         prompt_encoder=PromptEncoder(
             embed_dim=prompt_dim,
@@ -67,7 +73,7 @@ def build_tiny_sam(
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
             transformer=TwoWayTransformer(
-                depth=2, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2
+                depth=2, embedding_dim=prompt_dim, mlp_dim=int(mlp_ratio * prompt_dim), num_heads=num_heads
             ),
             transformer_dim=prompt_dim,
             iou_head_depth=3,
@@ -79,12 +85,16 @@ def build_tiny_sam(
     return sam.eval()
 
 
+build_toy_sam = partial(build_tiny_sam, encoder_dim=64, encoder_depth=4, prompt_dim=64, num_heads=4, mlp_ratio=4.0)
+"""0.5M parameters: the size `clouds run pretrain-sam` trains for the CPU demo's 64x128 streets."""
+
+
 def _mobile_sam() -> torch.nn.Module:
     try:
         from mobile_sam import sam_model_registry as mobile_registry  # type: ignore[import-not-found]
     except ImportError as err:
         raise ImportError(
-            f"sam_model_type 'vit_t' (MobileSAM) needs the mobile_sam package, which is not on PyPI: "
+            f"refine.model_type 'vit_t' (MobileSAM) needs the mobile_sam package, which is not on PyPI: "
             f"run `{MOBILE_SAM_INSTALL}`, or choose vit_b/vit_l/vit_h"
         ) from err
     return mobile_registry["vit_t"](checkpoint=None)
@@ -100,14 +110,14 @@ def _meta_sam(model_type: str) -> Callable[[], torch.nn.Module]:
 
 SAM_BUILDERS = registry({
     "vit_h": _meta_sam("vit_h"), "vit_l": _meta_sam("vit_l"), "vit_b": _meta_sam("vit_b"),
-    "vit_t": _mobile_sam, "tiny": build_tiny_sam,
+    "vit_t": _mobile_sam, "tiny": build_tiny_sam, "toy": build_toy_sam,
 })
 SAM_MODEL_TYPES: tuple[str, ...] = tuple(SAM_BUILDERS)
 
 
 def build_sam(model_type: str) -> torch.nn.Module:
     """The architecture of `model_type` with random weights (what a checkpoint is loaded into)."""
-    return from_config(SAM_BUILDERS, "refine.sam_model_type", model_type)().eval()
+    return from_config(SAM_BUILDERS, "refine.model_type", model_type)().eval()
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -122,11 +132,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError for bad files
-        raise ValueError(f"SAM checkpoint {path} cannot be read as a weights-only state dict: {err}") from err
+        raise InputError(f"SAM checkpoint {path} cannot be read as a weights-only state dict: {err}") from err
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
-        raise ValueError(f"SAM checkpoint {path} holds a {type(state).__name__}, not a state dict")
+        raise InputError(f"SAM checkpoint {path} holds a {type(state).__name__}, not a state dict")
     return state
 
 
@@ -140,12 +150,12 @@ def load_sam(
     Real model types need a checkpoint; 'tiny' keeps its random weights when none is given.
     """
     if model_type not in SAM_MODEL_TYPES:
-        raise ValueError(
+        raise InputError(
             f"unknown SAM model type {model_type!r}; expected one of {', '.join(SAM_MODEL_TYPES)}"
         )
     if checkpoint is None and model_type != "tiny":
-        raise ValueError(
-            f"SAM model type {model_type!r} needs a checkpoint (refine.sam_checkpoint); "
+        raise InputError(
+            f"SAM model type {model_type!r} needs a checkpoint (refine.checkpoint); "
             "random weights would produce meaningless masks"
         )
     state = read_state_dict(checkpoint) if checkpoint is not None else None
@@ -153,7 +163,7 @@ def load_sam(
     if state is not None:
         missing, unexpected = sam.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(
+            raise InputError(
                 f"SAM checkpoint {checkpoint} does not match model type {model_type!r}: "
                 f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
             )

@@ -19,6 +19,7 @@ import timm
 from torch import nn
 
 from clouds.config.model import BackboneConfig
+from clouds.errors import InputError
 from models.backbone import _shipped_or_given
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,11 @@ def create_timm_tower(cfg: BackboneConfig) -> nn.Module:
     """Build `cfg.name` through timm: no classifier, any input size (dynamic position embeddings, padding to
     whole patches), weights from `cfg.pretrained` (a file, `hub`, or None = random)."""
     if cfg.name in tiny_tower_names() and cfg.pretrained == HUB:
-        raise ValueError(f"backbone.pretrained: hub: {cfg.name!r} is a project tiny config with no published weights")
+        raise InputError(f"backbone.pretrained: hub: {cfg.name!r} is a project tiny config with no published weights")
     architecture, kwargs = _architecture(cfg.name)
     base = architecture.split(".")[0]
     if not timm.is_model(base):
-        raise ValueError(f"backbone.name {cfg.name!r} is not a timm model (see timm.list_models()) nor a project "
+        raise InputError(f"backbone.name {cfg.name!r} is not a timm model (see timm.list_models()) nor a project "
                          f"tiny config ({', '.join(tiny_tower_names())})")
     if cfg.img_size is not None:
         kwargs["img_size"] = cfg.img_size
@@ -89,6 +90,6 @@ def create_timm_tower(cfg: BackboneConfig) -> nn.Module:
     try:
         model = timm.create_model(architecture, pretrained=True, pretrained_cfg_overlay={"file": source}, **kwargs)
     except RuntimeError as err:  # strict load: a file of another architecture names its keys here
-        raise ValueError(f"backbone.pretrained: {source} does not fit timm model {architecture!r}: {err}") from err
+        raise InputError(f"backbone.pretrained: {source} does not fit timm model {architecture!r}: {err}") from err
     log.info("backbone %s: weights loaded from %s", cfg.name, source)
     return model

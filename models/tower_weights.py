@@ -18,6 +18,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from clouds.errors import InputError
+
 KIND = "clouds-image-tower"
 
 
@@ -55,18 +57,18 @@ def load_image_tower(visual: nn.Module, path: str | Path, model_name: str) -> No
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError) as err:
-        raise ValueError(f"backbone.pretrained: {path} is not a readable safetensors file ({err})") from err
+        raise InputError(f"backbone.pretrained: {path} is not a readable safetensors file ({err})") from err
     if meta.get("model") != model_name:
-        raise ValueError(f"backbone.pretrained: {path} holds the image tower of {meta.get('model')!r}, "
+        raise InputError(f"backbone.pretrained: {path} holds the image tower of {meta.get('model')!r}, "
                          f"but backbone.name is {model_name!r}")
     own = visual.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
-        raise ValueError(f"backbone.pretrained: {path} does not fit {model_name!r} "
+        raise InputError(f"backbone.pretrained: {path} does not fit {model_name!r} "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     for key, value in state.items():
         if value.shape != own[key].shape:
-            raise ValueError(f"backbone.pretrained: {path}: {key} has shape {tuple(value.shape)}, "
+            raise InputError(f"backbone.pretrained: {path}: {key} has shape {tuple(value.shape)}, "
                              f"{model_name!r} needs {tuple(own[key].shape)}")
     with torch.no_grad():
         visual.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)

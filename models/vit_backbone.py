@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from clouds.config.model import BackboneConfig
+from clouds.errors import InputError
 from models.lora import inject_lora
 from models.rein import ReinHook, Reins
 from models.vit_neck import ViTPyramidNeck
@@ -34,12 +35,12 @@ class ViTBackbone(nn.Module):
     def __init__(self, tower: nn.Module, cfg: BackboneConfig) -> None:
         super().__init__()
         if not hasattr(tower, "forward_intermediates") or not hasattr(tower, "blocks"):
-            raise ValueError(f"backbone.name {cfg.name!r}: timm model {type(tower).__name__} is not a ViT with "
+            raise InputError(f"backbone.name {cfg.name!r}: timm model {type(tower).__name__} is not a ViT with "
                              "blocks and forward_intermediates; use a ViT (DINOv2, EVA02, SigLIP) or an open_clip tower")
         depth, dim = len(tower.blocks), int(tower.embed_dim)
         indices = tuple(cfg.out_indices) if cfg.out_indices is not None else default_out_indices(depth)
         if sorted(indices) != list(indices) or not all(0 <= i < depth for i in indices):
-            raise ValueError(f"backbone.out_indices {list(indices)} must be increasing block numbers in 0..{depth - 1}")
+            raise InputError(f"backbone.out_indices {list(indices)} must be increasing block numbers in 0..{depth - 1}")
         self.out_indices = indices
         self.tower = tower
         self.frozen = cfg.freeze

@@ -9,12 +9,14 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
+from clouds.errors import InputError
+
 CONNECT_TIMEOUT_S = 5.0
 
 
 def check_shared_storage(root: str) -> None:
     if root.startswith("memory://"):
-        raise ValueError(f"executor.kind 'ray' runs shards and training in other processes, which cannot see this process's "
+        raise InputError(f"executor.kind 'ray' runs shards and training in other processes, which cannot see this process's "
                          f"{root!r}; put run.root on a local path the workers share, or on object storage")
 
 
@@ -24,7 +26,7 @@ def check_reachable(address: str | None) -> None:
         return
     parts = urlsplit(address if "://" in address else f"gcs://{address}")
     if not parts.hostname or not parts.port:
-        raise ValueError(f"executor.address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
+        raise InputError(f"executor.address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
     try:
         with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S):
             pass

@@ -161,6 +161,23 @@ def pretrain(cfg: CloudsConfig, layout: RunLayout, k: int = 0) -> list[Expected]
     )]
 
 
+def pretrain_sam(cfg: CloudsConfig, layout: RunLayout, k: int = 0) -> list[Expected]:
+    """Not part of a run's DAG: `clouds run pretrain-sam` builds it once, and a profile's refine section names
+    its SAM file."""
+    from stages.pretrain.sam_stage import STAGE, pretrain_sam_params
+
+    def recorded(lineage: dict[str, Any]) -> Settings | None:
+        params = _params(lineage)
+        if params is None or "pretrain_sam" not in params:
+            return None
+        return flatten("pretrain_sam", params["pretrain_sam"])
+
+    return [Expected(
+        "pretrain-sam", STAGE, layout.once("pretrain-sam"), config_hash(pretrain_sam_params(cfg)), [],
+        covers="pretrain_sam", settings=flatten("pretrain_sam", _dump(cfg.pretrain_sam)), recorded=recorded,
+    )]
+
+
 # -- per round ---------------------------------------------------------------------------------------
 def teacher_checkpoint(layout: RunLayout, k: int) -> str:
     """Round k is labelled by the EMA teacher saved by round k-1's training (round 0 = warm-up)."""

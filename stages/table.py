@@ -92,6 +92,15 @@ def _pretrain(req: BuildRequest) -> Any:
     return pretrain(req.cfg, req.artifact.url, req.provenance)
 
 
+def _pretrain_sam(req: BuildRequest) -> Any:
+    from artifacts import Folder
+    from stages.pretrain.sam_stage import pretrain_sam
+
+    if req.overwrite:
+        Folder.at(req.artifact.url).remove(within=req.layout.base)
+    return pretrain_sam(req.cfg, req.artifact.url, req.provenance)
+
+
 def _train(req: BuildRequest) -> Any:
     """Round k's plan (the one torchrun's launcher trains), here or on `req.trainer` (Ray Train)."""
     from artifacts import Folder
@@ -164,6 +173,10 @@ STAGES: Mapping[str, StageEntry] = stage_table([
                "of a round).\n\nIts `image_tower.safetensors` is what `model.backbone.pretrained` names (the tiny "
                "profile ships one).", per_round=False, first_round=0, expected=exp.pretrain, build=_pretrain,
                in_loop=False),
+    StageEntry("pretrain-sam", "Trains a small Segment Anything model on the toy world's object masks, class-agnostic "
+               "(once; not part of a round).\n\nIts `sam.safetensors` is what `refine.checkpoint` names (the tiny "
+               "profile ships one).", per_round=False, first_round=0, expected=exp.pretrain_sam,
+               build=_pretrain_sam, in_loop=False),
     StageEntry("ingest", "Turn the source and every target dataset of the config into artifacts.", per_round=False,
                first_round=0, expected=exp.datasets, build=_ingest, fans_out=True),
     StageEntry("prompts", "The LLM (or the template writer) writes the street-scene prompts, once per run.",

@@ -65,3 +65,36 @@ def test_the_check_sees_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from pipelines.tasks import run_local\n")
     assert imports(bad) == [(2, "pipelines.tasks")]
+
+
+def test_what_a_user_can_fix_is_a_clouds_error_and_what_is_a_bug_is_not(tmp_path):
+    """The CLI prints a CloudsError as one `error:` line and lets anything else (a bug) keep its traceback, so
+    the errors users cause in lower layers must be CloudsErrors, still ValueErrors for older callers."""
+    import numpy as np
+
+    from clouds.config import BackboneConfig
+    from clouds.config.base import check_safe_name
+    from clouds.errors import CloudsError
+    from clouds.labels import check_train_ids
+    from models.backbone import create_clip
+    from models.sam import load_sam
+    from stages.predict.inference import InferenceSettings
+
+    bad_file = tmp_path / "sam.pt"
+    bad_file.write_bytes(b"not a checkpoint")
+    user_errors = [
+        lambda: check_train_ids(np.array([[3, 40]], np.uint8), "sample 7"),
+        lambda: check_safe_name("../up", "--run"),
+        lambda: create_clip(BackboneConfig(name="no-such-model", pretrained=None)),
+        lambda: load_sam("tiny", bad_file),
+        lambda: InferenceSettings(mode="tiles"),
+    ]
+    for cause in user_errors:
+        with pytest.raises(CloudsError) as err:
+            cause()
+        assert isinstance(err.value, ValueError)
+    from stages.evaluate.metrics import confusion_matrix
+
+    with pytest.raises(ValueError) as bug:  # a broken invariant inside the code: the traceback is wanted
+        confusion_matrix(np.zeros((2, 2), np.uint8), np.zeros((3, 3), np.uint8))
+    assert not isinstance(bug.value, CloudsError)

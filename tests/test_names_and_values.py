@@ -163,7 +163,7 @@ BAD_VALUES = [
     ("train.grad_clip", ".nan"), ("run.seed", "-1"), ("data.source.seed", "4294967296"),
     ("model.decoder.dropout", "1.5"), ("model.decoder.num_queries", "0"), ("model.backbone.pixel_std", "[0, 1, 1]"),
     ("pseudo_label.confidence_threshold", "2"), ("pseudo_label.batch_size", "0"),
-    ("synthesize.guidance_scale", "-.inf"), ("refine.superpixel_segments", "0"), ("evaluate.short_side", "0"),
+    ("refine.min_area_fraction", "-.inf"), ("refine.points_per_component", "0"), ("evaluate.short_side", "0"),
     ("loop.round_iters", "0"), ("executor.resources", "{train: {num_gpus: -1}}"),
     ("artifacts.shard_max_samples", "100000000000000000000000"),
 ]

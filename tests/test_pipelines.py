@@ -51,7 +51,7 @@ def test_loop_commits_everything_and_reuses_on_rerun(harness, tmp_path):
     # Changing one stage's config reruns it and what reads its output; a stage whose inputs' contents
     # come out unchanged (e.g. a train span that drew no generated image) stops the cascade there.
     weights_before = read_lineage(layout.round(1, "train"))["content_hash"]
-    changed = clouds(mode="loop", config=MICRO, root=root, overrides=["refine.superpixel_segments=40"])
+    changed = clouds(mode="loop", config=MICRO, root=root, overrides=["refine.segments=40"])
     rebuilt = {s["url"] for s in changed["steps"] if not s["reused"]}
     upstream = set(expected[:6]) | {layout.round(1, "pseudo-label")}
     assert {layout.round(1, "refine"), layout.round(1, "train"), layout.round(2, "refine"), layout.round(2, "train")} <= rebuilt

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from artifacts import ArtifactError, ArtifactWriter, open_artifact
-from clouds.config import PromptsConfig
+from clouds.config import TemplatePrompts, TransformersPrompts, VllmPrompts
 from stages.prompts import (
     Candidate,
     PromptCollector,
@@ -98,7 +98,7 @@ def test_injected_writer_produces_a_valid_set_with_provenance() -> None:
         calls.append((n, attempt))
         return VALID[:2] if attempt == 0 else ["1. " + VALID[1], VALID[2]]
 
-    records = generate_prompts(PromptsConfig(count=3), seed=5, writer=writer)
+    records = generate_prompts(TemplatePrompts(count=3), seed=5, writer=writer)
     assert [r.text for r in records] == VALID[:3]
     assert [r.id for r in records] == ["prompt-000000", "prompt-000001", "prompt-000002"]
     assert [r.attempt for r in records] == [0, 0, 1]
@@ -111,7 +111,7 @@ def test_shortfall_fails_with_counts_by_reason() -> None:
         return [VALID[0], "nonsense"] * n
 
     with pytest.raises(PromptGenerationError) as info:
-        generate_prompts(PromptsConfig(count=3, max_attempts=4), seed=0, writer=writer)
+        generate_prompts(TemplatePrompts(count=3, max_attempts=4), seed=0, writer=writer)
     message = str(info.value)
     assert "asked for 3 unique prompts" in message and "over 4 attempts" in message
     assert "unique 1" in message and "duplicate=" in message and "too_short=" in message
@@ -122,7 +122,7 @@ def test_shortfall_fails_with_counts_by_reason() -> None:
 
 # -- template backend ---------------------------------------------------------------------------
 def test_template_gives_unique_valid_prompts_deterministic_per_seed() -> None:
-    cfg = PromptsConfig(backend="template", count=150)
+    cfg = TemplatePrompts(count=150)
     first = generate_prompts(cfg, seed=3)
     assert [r.text for r in first] == [r.text for r in generate_prompts(cfg, seed=3)]
     assert [r.text for r in first] != [r.text for r in generate_prompts(cfg, seed=4)]
@@ -133,7 +133,7 @@ def test_template_gives_unique_valid_prompts_deterministic_per_seed() -> None:
 
 
 def test_template_follows_configured_prefixes_and_word_range() -> None:
-    cfg = PromptsConfig(backend="template", count=40, prefixes=["A snapshot of a"], min_words=10, max_words=12)
+    cfg = TemplatePrompts(count=40, prefixes=["A snapshot of a"], min_words=10, max_words=12)
     for r in generate_prompts(cfg, seed=0):
         assert r.text.startswith("A snapshot of a") and 10 <= len(r.text.split()) <= 12
 
@@ -144,9 +144,9 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm")))
 
 
-def lm_config(model: str, **kw: Any) -> PromptsConfig:
+def lm_config(model: str, **kw: Any) -> TransformersPrompts:
     kw.setdefault("max_new_tokens", 12)
-    return PromptsConfig(backend="transformers", model=model, batch_size=3, **kw)
+    return TransformersPrompts(model=model, batch_size=3, **kw)
 
 
 def test_random_lm_generates_and_shortfall_names_reasons(tiny_lm: str) -> None:
@@ -200,8 +200,8 @@ def test_transformers_decode_path_yields_valid_set(tiny_lm: str) -> None:
 
 
 def test_transformers_needs_a_loadable_model(tmp_path) -> None:
-    with pytest.raises(ValueError, match="needs prompts.model"):
-        TransformersWriter(PromptsConfig(backend="transformers"), seed=0)
+    with pytest.raises(ValueError, match="model"):  # the config requires one (tests/test_config.py)
+        TransformersPrompts()
     with pytest.raises(ValueError, match="cannot load a causal LM"):
         TransformersWriter(lm_config(str(tmp_path / "missing")), seed=0, device="cpu")
 
@@ -222,7 +222,7 @@ def request_output(text: str, finish: str = "stop", rid: str = "0") -> SimpleNam
 
 
 def test_vllm_request_building() -> None:
-    cfg = PromptsConfig(backend="vllm", model="meta-llama/Llama-2-70b-chat-hf", temperature=0.7, max_new_tokens=40)
+    cfg = VllmPrompts(model="meta-llama/Llama-2-70b-chat-hf", temperature=0.7, max_new_tokens=40)
     conversations, params, seeds = build_requests(cfg, 0, 4, 1, FakeSamplingParams)
     assert conversations == [[{"role": "user", "content": cfg.instruction}]] * 4
     assert [p.seed for p in params] == seeds and len(set(seeds)) == 4
@@ -251,7 +251,7 @@ def test_vllm_writer_end_to_end_with_fake_engine() -> None:
             return [request_output(f"{i + 1}. {t}") for i, t in enumerate(texts[: len(messages)])]
 
     llm = FakeLLM()
-    cfg = PromptsConfig(backend="vllm", model="some/chat-model", count=4)
+    cfg = VllmPrompts(model="some/chat-model", count=4)
     writer = VLLMWriter(cfg, seed=0, llm=llm, sampling_params=FakeSamplingParams)
     records = generate_prompts(cfg, seed=0, writer=writer)
     assert sorted(r.text for r in records) == sorted(VALID)
@@ -268,24 +268,24 @@ def test_vllm_engine_gets_the_parallel_settings(monkeypatch: pytest.MonkeyPatch)
             built.append(kwargs)
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeEngine, SamplingParams=FakeSamplingParams))
-    cfg = PromptsConfig(backend="vllm", model="meta-llama/Llama-2-70b-chat-hf", tensor_parallel_size=4,
-                        pipeline_parallel_size=2, distributed_executor_backend="ray", dtype="float16")
+    cfg = VllmPrompts(model="meta-llama/Llama-2-70b-chat-hf", tensor_parallel_size=4,
+                      pipeline_parallel_size=2, distributed_executor_backend="ray", dtype="float16")
     VLLMWriter(cfg, seed=3)
     assert built == [{"model": "meta-llama/Llama-2-70b-chat-hf", "dtype": "float16", "seed": 3,
                       "tensor_parallel_size": 4, "pipeline_parallel_size": 2, "distributed_executor_backend": "ray"}]
-    VLLMWriter(PromptsConfig(backend="vllm", model="x/y"), seed=0)
+    VLLMWriter(VllmPrompts(model="x/y"), seed=0)
     assert "distributed_executor_backend" not in built[-1] and built[-1]["tensor_parallel_size"] == 1
 
 
 def test_vllm_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(ImportError, match=r"pip install 'clouds\[vllm\]'"):
-        VLLMWriter(PromptsConfig(backend="vllm", model="x/y"), seed=0)
+        VLLMWriter(VllmPrompts(model="x/y"), seed=0)
 
 
 # -- the artifact ---------------------------------------------------------------------------------
 def test_write_prompts_artifact_round_trip() -> None:
-    cfg = PromptsConfig(count=12)
+    cfg = TemplatePrompts(count=12)
     art = write_prompts("memory://run/prompts", cfg, seed=7, shard_max_samples=5)
     assert art.num_samples == 12 and len(art.shards) == 3 and art.stage == "prompts"
     assert art.keys[:2] == ["prompt-000000", "prompt-000001"]
@@ -308,13 +308,13 @@ def test_read_prompts_names_the_bad_sample() -> None:
     w = ArtifactWriter("memory://bad/prompts", stage="prompts", config_hash="x")
     w.write_shard(0, [{"__key__": "prompt-000000", "txt": "A photo of a street with cars at night."}])
     w.commit()
-    with pytest.raises(ValueError, match=r"sample 'prompt-000000'.*needs 'txt' and 'json'"):
+    with pytest.raises(ArtifactError, match=r"sample 'prompt-000000'.*needs 'txt' and 'json'"):
         read_prompts(open_artifact("memory://bad/prompts"))
 
 
 def test_config_refuses_impossible_word_range_and_prefix_rules() -> None:
     with pytest.raises(ValueError, match="min_words"):
-        PromptsConfig(min_words=12, max_words=8)
+        TemplatePrompts(min_words=12, max_words=8)
     with pytest.raises(ValueError, match="prefixes is empty"):
-        PromptsConfig(prefixes=[])
-    assert PromptsConfig(prefixes=[], require_prefix=False).prefixes == []
+        TemplatePrompts(prefixes=[])
+    assert TemplatePrompts(prefixes=[], require_prefix=False).prefixes == []

@@ -8,7 +8,10 @@ per-member sha256), and evaluation identical to the last pixel count.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,15 +47,35 @@ def _ray_overrides(address: str) -> list[str]:
     ]
 
 
+@contextmanager
+def _one_ray_job(address: str, **init_kwargs: Any) -> Iterator[None]:
+    """This process connected to the cluster throughout: prefect-ray's task runner and Ray Train then use this
+    connection (as they do any open one) instead of connecting, and ending the job, per stage."""
+    import ray
+
+    ray.init(address=address, **init_kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def test_full_round_on_ray_equals_single_process(harness, cluster, tmp_path):
     from prefect import get_client
     from prefect.utilities.asyncutils import run_coro_as_sync
 
+    from clouds.config import load_config
     from pipelines.clouds_flow import clouds
+    from pipelines.ray_executor import driver_api_url, worker_init_kwargs
 
     local, remote = str(tmp_path / "local"), str(tmp_path / "ray")
     clouds(mode="full-round", config=MICRO, root=local, round=1)
-    clouds(mode="full-round", config=MICRO, root=remote, round=1, overrides=_ray_overrides(cluster.address))
+    # One Ray job for the five sharded stages, connected with the init arguments each stage would use: the
+    # stages share worker processes instead of each starting two that import torch, most of this test's time.
+    # The tests below connect per stage, as `clouds run` does.
+    executor = load_config(MICRO, _ray_overrides(cluster.address)).executor
+    with _one_ray_job(cluster.address, **worker_init_kwargs(executor, driver_api_url())):
+        clouds(mode="full-round", config=MICRO, root=remote, round=1, overrides=_ray_overrides(cluster.address))
 
     a, b = RunLayout(local, "micro"), RunLayout(remote, "micro")
     for pick in (lambda L: L.once("synthesize"), lambda L: L.round(1, "pseudo-label"), lambda L: L.round(1, "refine")):
@@ -95,13 +118,15 @@ def test_bad_shard_read_on_a_worker_is_named_and_nothing_is_committed(harness, c
 
     root = str(tmp_path / "runs")
     overrides = _ray_overrides(cluster.address)
+    # The inputs are built in this process (the executor is no part of any artifact's identity): only the
+    # stage under test pays for starting Ray workers.
     for stage in ("prompts", "synthesize", "ingest"):
-        clouds(mode=stage, config=MICRO, root=root, overrides=overrides)
+        clouds(mode=stage, config=MICRO, root=root)
     layout = RunLayout(root, "micro")
     images = open_artifact(layout.once("synthesize"))
     broken = Path(root) / "micro" / "synthesize" / images.shards[1]
     broken.write_bytes(broken.read_bytes()[:700])
-    clouds(mode="train", config=MICRO, root=root, round=0, overrides=overrides)
+    clouds(mode="train", config=MICRO, root=root, round=0)
     with pytest.raises(ArtifactError, match=r"shard-000001\.tar"):
         clouds(mode="pseudo-label", config=MICRO, root=root, round=1, overrides=overrides)
     assert not is_committed(layout.round(1, "pseudo-label"))
@@ -171,7 +196,37 @@ def test_a_worker_killed_mid_shard_is_retried_by_ray_to_the_same_artifact(harnes
     assert not list((Path(root) / "ray" / "synthesize").glob(".*.tmp"))
 
 
-def test_training_on_two_ray_train_workers_equals_two_torchrun_processes(harness, cluster, tmp_path):
+# A round 0 with a snapshot half way (the kill below comes there), and more queries than classes: how many masks
+# are matched, and so how many random points a rank draws, then depends on its images, and each rank's stream differs.
+TRAIN_OVERRIDES = ["train.warmup_iters=8", "train.checkpoint_every=4", "model.decoder.num_queries=32"]
+
+
+def _ray_train_overrides(address: str, storage: Path) -> list[str]:
+    return ["executor.kind=ray", f"executor.address={address}", "executor.train_workers=2",
+            "executor.resources={train: {num_cpus: 1}}", f"executor.train_storage={storage}",
+            "executor.train_max_failures=1", *TRAIN_OVERRIDES]
+
+
+@pytest.fixture(scope="module")
+def trained_on_ray(harness, cluster, tmp_path_factory) -> Path:
+    """A run root whose round 0 was trained, uninterrupted, on two Ray Train workers: what the torchrun run and
+    the killed-and-restarted run below must both end on (one Ray Train run for the two tests)."""
+    from pipelines.clouds_flow import clouds
+
+    root = tmp_path_factory.mktemp("trained-on-ray")
+    overrides = _ray_train_overrides(cluster.address, root / "ray-train")
+    clouds(mode="ingest", config=MICRO, root=str(root), overrides=overrides)
+    clouds(mode="train", config=MICRO, root=str(root), round=0, overrides=overrides)
+    return root
+
+
+def _weights(root: Path) -> dict[str, Any]:
+    from models.checkpoint import load_checkpoint
+
+    return load_checkpoint(RunLayout(str(root), "micro").round(0, "train"), device="cpu")[0].state_dict()
+
+
+def test_training_on_two_ray_train_workers_equals_two_torchrun_processes(harness, cluster, trained_on_ray, tmp_path):
     """Ray Train sets up the same 2-rank gloo group torchrun does and runs the same `train()`: identical
     weights. (That 2 ranks match 1 process up to tolerance is tests/test_distributed.py's.)"""
     import os
@@ -181,31 +236,27 @@ def test_training_on_two_ray_train_workers_equals_two_torchrun_processes(harness
     import torch
 
     from clouds.config import load_config
-    from models.checkpoint import load_checkpoint
     from pipelines.clouds_flow import clouds
     from stages.ingest.stage import ingest
 
-    overrides = ["executor.kind=ray", f"executor.address={cluster.address}", "executor.train_workers=2",
-                 "executor.resources={train: {num_cpus: 1}}", f"executor.train_storage={tmp_path / 'ray-train'}"]
-    ray_root, torchrun_root = tmp_path / "ray", tmp_path / "torchrun"
-    clouds(mode="ingest", config=MICRO, root=str(ray_root), overrides=overrides)
-    clouds(mode="train", config=MICRO, root=str(ray_root), round=0, overrides=overrides)
-
-    cfg = load_config(MICRO)
+    torchrun_root = tmp_path / "torchrun"
+    cfg = load_config(MICRO, TRAIN_OVERRIDES)
     ingest(cfg.data.source, RunLayout(str(torchrun_root), "micro").data(cfg.data.source.name), cfg.artifacts)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "stages.train.launch", "--config", MICRO, "--root", str(torchrun_root),
-                           "--run-name", "micro", "--round", "0"], env=env, capture_output=True, text=True, timeout=300)
+                           "--run-name", "micro", "--round", "0", *(a for o in TRAIN_OVERRIDES for a in ("--set", o))],
+                          env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    on_ray, with_torchrun = (RunLayout(str(r), "micro").round(0, "train") for r in (ray_root, torchrun_root))
+    on_ray, with_torchrun = (RunLayout(str(r), "micro").round(0, "train") for r in (trained_on_ray, torchrun_root))
     assert read_lineage(on_ray)["stats"]["samples_seen"] == read_lineage(with_torchrun)["stats"]["samples_seen"]
-    a, b = (load_checkpoint(u, device="cpu")[0].state_dict() for u in (on_ray, with_torchrun))
+    a, b = _weights(trained_on_ray), _weights(torchrun_root)
     for name, value in a.items():
         assert torch.equal(value, b[name]), name
     # The flow reuses the checkpoint Ray Train committed (same plan, same hash).
-    again = clouds(mode="train", config=MICRO, root=str(ray_root), round=0, overrides=overrides)
+    overrides = _ray_train_overrides(cluster.address, trained_on_ray / "ray-train")
+    again = clouds(mode="train", config=MICRO, root=str(trained_on_ray), round=0, overrides=overrides)
     assert all(step["reused"] for step in again["steps"]), again
 
 
@@ -222,55 +273,79 @@ def test_ray_train_workers_ask_for_the_train_resources():
     assert cpu_only == {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 1.0}}
 
 
-def test_a_ray_train_worker_killed_mid_round_is_restarted_and_resumes_to_the_same_weights(harness, cluster, tmp_path):
+def _die_once_after_the_first_snapshot(marker: str) -> Callable[[], None]:
+    """A worker_process_setup_hook (Ray runs it in each process it starts for the job): rank 0 of the train
+    workers SIGKILLs itself right after saving its first progress snapshot, once in the job (it creates
+    `marker` first; the restarted group trains on), as a preempted node would stop it.
+
+    Made in a function, so that Ray pickles the hook by value (workers cannot import this test module). It
+    patches stages.train.recipe once a process imports it (a train worker does), so Ray Train's other
+    processes do not import torch for it."""
+
+    def hook() -> None:
+        import importlib.abc
+        import importlib.util
+        import os
+        import signal
+        import sys
+
+        def patch(recipe: Any) -> None:
+            save = recipe.save_progress
+
+            def save_then_die_once(*args: Any, **kwargs: Any) -> Any:
+                url = save(*args, **kwargs)
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    return url
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            recipe.save_progress = save_then_die_once
+
+        class PatchOnImport(importlib.abc.MetaPathFinder):
+            def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+                if name != "stages.train.recipe":
+                    return None
+                sys.meta_path.remove(self)
+                spec = importlib.util.find_spec(name)
+                execute = spec.loader.exec_module
+
+                def execute_then_patch(module: Any) -> None:
+                    execute(module)
+                    patch(module)
+
+                spec.loader.exec_module = execute_then_patch
+                return spec
+
+        sys.meta_path.insert(0, PatchOnImport())
+
+    return hook
+
+
+def test_a_ray_train_worker_killed_mid_round_is_restarted_and_resumes_to_the_same_weights(
+        harness, cluster, trained_on_ray, tmp_path):
     """executor.train_max_failures: Ray Train restarts the group after a worker dies, and every worker's
     `train()` resumes from the last progress snapshot (each rank's own RNG stream), ending where an
     uninterrupted run ends."""
-    import os
-    import signal
-    import threading
-    import time
-
-    import psutil
     import torch
 
-    from models.checkpoint import load_checkpoint
     from pipelines.clouds_flow import clouds
 
-    common = ["executor.kind=ray", f"executor.address={cluster.address}", "executor.train_workers=2",
-              "executor.resources={train: {num_cpus: 1}}", f"executor.train_storage={tmp_path / 'ray-train'}",
-              "executor.train_max_failures=1", "train.warmup_iters=24", "train.checkpoint_every=4",
-              "model.decoder.num_queries=32"]  # more queries than classes: each rank's random draws differ
-    killed: list[int] = []
-
-    def kill_a_worker_after_the_first_snapshot(url: Path) -> None:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not (url / "_progress" / "LATEST.json").exists():
-            time.sleep(0.01)
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
-                os.kill(proc.info["pid"], signal.SIGKILL)
-                killed.append(proc.info["pid"])
-                return
-
-    for name in ("whole", "killed"):
-        root = tmp_path / name
-        clouds(mode="ingest", config=MICRO, root=str(root), overrides=common)
-        url = Path(RunLayout(str(root), "micro").round(0, "train"))
-        killer = threading.Thread(target=kill_a_worker_after_the_first_snapshot, args=(url,)) if name == "killed" else None
-        if killer:
-            killer.start()
-        clouds(mode="train", config=MICRO, root=str(root), round=0, overrides=common)
-        if killer:
-            killer.join()
-    assert killed, "no Ray Train worker was found to kill"
-    # The restarted group resumed (rather than retrained from step 0, which would end on the same weights).
-    url = RunLayout(str(tmp_path / "killed"), "micro").round(0, "train")
+    root, marker = tmp_path / "killed", tmp_path / "a-train-worker-was-killed"
+    overrides = _ray_train_overrides(cluster.address, tmp_path / "ray-train")
+    clouds(mode="ingest", config=MICRO, root=str(root), overrides=overrides)
+    # This process holds the job (Ray Train then uses this connection), so that the job's processes run the hook.
+    hook = _die_once_after_the_first_snapshot(str(marker))
+    with _one_ray_job(cluster.address, runtime_env={"worker_process_setup_hook": hook}):
+        clouds(mode="train", config=MICRO, root=str(root), round=0, overrides=overrides)
+    assert marker.exists(), "no Ray Train worker was killed"
+    # The restarted group resumed at the snapshot (rather than retrained from step 0, which would end on the
+    # same weights).
+    url = RunLayout(str(root), "micro").round(0, "train")
     logs = Path(cluster.head_node.get_logs_dir_path())
     worker_logs = "".join(f.read_text(errors="replace") for f in logs.glob("worker-*.err"))
-    assert f"resuming {url} at step " in worker_logs
+    assert f"resuming {url} at step 4 of 8" in worker_logs
 
-    a, b = (load_checkpoint(RunLayout(str(tmp_path / n), "micro").round(0, "train"), device="cpu")[0].state_dict()
-            for n in ("whole", "killed"))
+    a, b = _weights(trained_on_ray), _weights(root)
     for name, value in a.items():
         assert torch.equal(value, b[name]), name

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from artifacts import ArtifactError, ArtifactWriter, open_artifact
 from artifacts.identity import Identity, config_hash
-from clouds.config.selftrain import RefineConfig
+from clouds.config import NoRefine, RefineConfig, SamRefine, SuperpixelRefine
 from clouds.labels import IGNORE
 from models.sam import build_tiny_sam, load_sam
 from stages.evaluate.metrics import confusion_matrix, mean_iou
@@ -67,8 +67,8 @@ def image() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
 
 
-def cfg(**kw) -> RefineConfig:
-    return RefineConfig(**{"min_area": 50, **kw})
+def cfg(**kw) -> SamRefine:
+    return SamRefine(**{"min_area": 50, **kw})
 
 
 def two_class_label() -> np.ndarray:
@@ -332,24 +332,16 @@ def test_majority_vote_ignores_255_and_breaks_ties_to_the_lowest_id():
     assert (out[:, 4:6] == IGNORE).all() and (out[:, 6:] == 3).all()  # 6 vs 3 tie, 4 each
 
 
-@pytest.mark.parametrize("algorithm", ["slic", "felzenszwalb"])
-def test_superpixels_snap_a_noisy_teacher_to_image_edges(algorithm):
+@pytest.mark.parametrize("options", [{"algorithm": "slic", "segments": 8, "compactness": 0.1},
+                                     {"algorithm": "felzenszwalb", "sigma": 0.0}], ids=["slic", "felzenszwalb"])
+def test_superpixels_snap_a_noisy_teacher_to_image_edges(options):
     image = np.zeros((H, W, 3), np.uint8)
     image[:, 70:] = (240, 240, 240)
     teacher = np.zeros((H, W), np.uint8)
     teacher[:, 64:] = 10  # boundary 6 px off the real edge at x = 70
     rng = np.random.default_rng(0)
     teacher[rng.random((H, W)) < 0.05] = 255
-    refined, stats = refine_with_superpixels(
-        image,
-        teacher,
-        cfg(
-            superpixel_algorithm=algorithm,
-            superpixel_segments=8,
-            superpixel_compactness=0.1,
-            felzenszwalb_sigma=0.0,
-        ),
-    )
+    refined, stats = refine_with_superpixels(image, teacher, SuperpixelRefine(**options))
     assert (refined[:, :70] == 0).mean() > 0.98 and (refined[:, 70:] == 10).all()
     assert stats.superpixels >= 2 and stats.pixels_ignored == 0
 
@@ -398,7 +390,7 @@ def make_teacher_artifact(url: str, shards: int = 2, per_shard: int = 2, true: b
 
 def test_stage_round_trip_keeps_teacher_and_measures_quality():
     make_teacher_artifact("memory://in")
-    rcfg = cfg(method="superpixel", superpixel_segments=16, superpixel_compactness=0.1)
+    rcfg = SuperpixelRefine(segments=16, compactness=0.1)
     art = refine_here("memory://in", "memory://out", rcfg, seed=0, shard_max_samples=2)
     source = open_artifact("memory://in")
     assert art.num_samples == 4 and len(art.shards) == 2 and art.keys == source.keys
@@ -419,7 +411,7 @@ def test_stage_round_trip_keeps_teacher_and_measures_quality():
 
 def test_stage_resumes_an_interrupted_run_to_the_same_result():
     make_teacher_artifact("memory://in")
-    rcfg = cfg(method="sam", sam_model_type="tiny", min_area_fraction=0.01)
+    rcfg = cfg(model_type="tiny", min_area_fraction=0.01)
     seen: list[str] = []
     base = build_refiner(rcfg, seed=5)
 
@@ -445,9 +437,9 @@ def test_stage_resumes_an_interrupted_run_to_the_same_result():
 
     # Committed from the same input with the same settings: the one up-to-date rule reuses it.
     assert Identity.of("refine", refine_settings(rcfg, 5), ["memory://in"]).is_current("memory://full")
-    assert not Identity.of("refine", refine_settings(cfg(method="none"), 5), ["memory://in"]).is_current("memory://full")
+    assert not Identity.of("refine", refine_settings(NoRefine(), 5), ["memory://in"]).is_current("memory://full")
     with pytest.raises(ArtifactError, match="already a committed artifact"):
-        refine_here("memory://in", "memory://full", cfg(method="none"), seed=5, shard_max_samples=2)
+        refine_here("memory://in", "memory://full", NoRefine(), seed=5, shard_max_samples=2)
 
 
 def test_stage_names_the_sample_when_input_is_bad():
@@ -456,9 +448,9 @@ def test_stage_names_the_sample_when_input_is_bad():
     writer.write_shard(0, [{"__key__": "no_label", "png": img, "json": {}}])
     writer.commit()
     with pytest.raises(ArtifactError, match="no_label.*seg.png"):
-        refine_here("memory://bad", "memory://o1", cfg(method="none"), seed=0, shard_max_samples=4)
+        refine_here("memory://bad", "memory://o1", NoRefine(), seed=0, shard_max_samples=4)
     writer = ArtifactWriter("memory://bad2", stage="pseudo_label", config_hash="t")
     writer.write_shard(0, [{"__key__": "small_label", "png": img, "seg.png": np.zeros((8, 8), np.uint8)}])
     writer.commit()
     with pytest.raises(ArtifactError, match="small_label.*label is"):
-        refine_here("memory://bad2", "memory://o2", cfg(method="none"), seed=0, shard_max_samples=4)
+        refine_here("memory://bad2", "memory://o2", NoRefine(), seed=0, shard_max_samples=4)

@@ -7,8 +7,8 @@ import typing
 
 import pytest
 
-from clouds.config import PromptsConfig, SynthesizeConfig
-from clouds.config.selftrain import RefineConfig
+from clouds.config import SamRefine
+from clouds.config.root import VARIANTS
 from clouds.registry import from_config
 from models.sam import SAM_BUILDERS, build_sam
 from stages.prompts.generate import WRITERS
@@ -16,12 +16,13 @@ from stages.refine.stage import REFINERS
 from stages.synthesize.backend import BACKENDS
 
 
-@pytest.mark.parametrize(("table", "section", "field"), [
-    (WRITERS, PromptsConfig, "backend"), (BACKENDS, SynthesizeConfig, "backend"), (REFINERS, RefineConfig, "method"),
-    (SAM_BUILDERS, RefineConfig, "sam_model_type"),
-])
-def test_every_configurable_name_has_a_builder(table, section, field):
-    assert set(typing.get_args(section.model_fields[field].annotation)) == set(table)
+@pytest.mark.parametrize(("table", "section"), [(WRITERS, "prompts"), (BACKENDS, "synthesize"), (REFINERS, "refine")])
+def test_every_configurable_method_has_a_builder(table, section):
+    assert set(VARIANTS[section].classes) == set(table)
+
+
+def test_every_sam_refine_model_type_has_a_builder():
+    assert set(typing.get_args(SamRefine.model_fields["model_type"].annotation)) == set(SAM_BUILDERS)
 
 
 def test_an_unknown_name_is_refused_naming_key_and_choices():
@@ -34,7 +35,7 @@ def test_an_unknown_name_is_refused_naming_key_and_choices():
 def test_sam_model_types_are_a_registry_too():
     sam = build_sam("tiny")  # the random-weight test SAM, built through its table entry
     assert not sam.training and sum(p.numel() for p in sam.parameters()) < 1_000_000
-    with pytest.raises(ValueError, match=r"refine.sam_model_type='vit_x' is not one of vit_h, vit_l, vit_b, vit_t, tiny"):
+    with pytest.raises(ValueError, match=r"refine.model_type='vit_x' is not one of vit_h, vit_l, vit_b, vit_t, tiny, toy"):
         build_sam("vit_x")
     with pytest.raises(TypeError):
         SAM_BUILDERS["vit_x"] = SAM_BUILDERS["tiny"]  # read-only: nothing registers at run time

@@ -25,8 +25,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_deployment_run_full_round(tmp_path):
+def test_deployment_run_full_round(tmp_path, monkeypatch):
     root = tmp_path / "runs"
+    # The worker (started with this environment) asks for scheduled runs every second instead of every 10 s.
+    monkeypatch.setenv("PREFECT_WORKER_QUERY_SECONDS", "1")
     local = LocalPrefect(port=free_port(), home=tmp_path / "prefect", cwd=REPO)
     with local:
         out = local.deploy()

@@ -79,8 +79,8 @@ def test_a_changed_train_key_is_named_and_everything_downstream_is_stale(built):
                                     "round-001/refine, round-001/train, round-001/evaluate are stale"]
     assert rebuild_args(status) == ["run", "full-round", "--round", "0"]
     # A key of another stage names that stage only (and what reads it).
-    refine = _by_name(_status(built, ["refine.superpixel_segments=40"]))
-    assert refine["round-001/refine"].reasons == ["config changed: refine.superpixel_segments: 60 -> 40"]
+    refine = _by_name(_status(built, ["refine.segments=40"]))
+    assert refine["round-001/refine"].reasons == ["config changed: refine.segments: 60 -> 40"]
     assert refine["round-001/pseudo-label"].state == "built" and refine["round-001/train"].state == "stale"
 
 

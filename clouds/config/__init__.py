@@ -5,12 +5,30 @@ from clouds.config.executor import ExecutorConfig, TaskResources
 from clouds.config.model import BackboneConfig, DecoderConfig, HeadConfig, ModelConfig
 from clouds.config.root import CloudsConfig, ConfigError, load_config, parse_config
 from clouds.config.run import ArtifactConfig, RunConfig
-from clouds.config.selftrain import EvaluateConfig, LoopConfig, PseudoLabelConfig, RefineConfig, TrainConfig
-from clouds.config.synthetic import PromptsConfig, SynthesizeConfig
+from clouds.config.selftrain import (
+    EvaluateConfig,
+    LoopConfig,
+    NoRefine,
+    PseudoLabelConfig,
+    RefineConfig,
+    SamRefine,
+    SuperpixelRefine,
+    TrainConfig,
+)
+from clouds.config.synthetic import (
+    DiffusersSynthesize,
+    PromptsConfig,
+    SynthesizeConfig,
+    TemplatePrompts,
+    ToycitySynthesize,
+    TransformersPrompts,
+    VllmPrompts,
+)
 
 __all__ = [
     "ArtifactConfig", "BackboneConfig", "CloudsConfig", "ConfigError", "DataConfig", "DatasetSpec",
-    "DecoderConfig", "EvaluateConfig", "ExecutorConfig", "HeadConfig", "LoopConfig", "ModelConfig", "PromptsConfig",
-    "PseudoLabelConfig", "RefineConfig", "RunConfig", "SynthesizeConfig", "TaskResources", "TrainConfig",
-    "load_config", "parse_config",
+    "DecoderConfig", "DiffusersSynthesize", "EvaluateConfig", "ExecutorConfig", "HeadConfig", "LoopConfig",
+    "ModelConfig", "NoRefine", "PromptsConfig", "PseudoLabelConfig", "RefineConfig", "RunConfig", "SamRefine",
+    "SuperpixelRefine", "SynthesizeConfig", "TaskResources", "TemplatePrompts", "ToycitySynthesize", "TrainConfig",
+    "TransformersPrompts", "VllmPrompts", "load_config", "parse_config",
 ]

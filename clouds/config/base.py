@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from clouds.errors import InputError
+
 SAFE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """Names that become one path component under the run root (run, dataset and output names): a letter or
 digit first (so never `.`, `..`, a hidden file or an option), then letters, digits, `_`, `.` and `-`;
@@ -59,7 +61,7 @@ def check_safe_name(value: str, what: str = "name") -> str:
     """
     reason = unsafe_name_reason(value)
     if reason is not None:
-        raise ValueError(f"{what} {value!r} {reason}")
+        raise InputError(f"{what} {value!r} {reason}")
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,29 @@ from clouds.config.base import Section
 from clouds.config.data import DataConfig
 from clouds.config.executor import ExecutorConfig
 from clouds.config.model import ModelConfig
-from clouds.config.pretrain import PretrainConfig
+from clouds.config.pretrain import PretrainConfig, PretrainSamConfig
 from clouds.config.run import ArtifactConfig, RunConfig
-from clouds.config.selftrain import EvaluateConfig, LoopConfig, PseudoLabelConfig, RefineConfig, TrainConfig
-from clouds.config.synthetic import PromptsConfig, SynthesizeConfig
+from clouds.config.selftrain import (
+    REFINE_VARIANTS,
+    EvaluateConfig,
+    LoopConfig,
+    PseudoLabelConfig,
+    RefineConfig,
+    SamRefine,
+    TrainConfig,
+)
+from clouds.config.synthetic import (
+    PROMPTS_VARIANTS,
+    SYNTHESIZE_VARIANTS,
+    PromptsConfig,
+    SynthesizeConfig,
+    TemplatePrompts,
+    ToycitySynthesize,
+)
+from clouds.config.variants import Variants
 from clouds.errors import CloudsError
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(CloudsError, ValueError):
@@ -29,23 +48,42 @@ class CloudsConfig(Section):
     artifacts: ArtifactConfig = Field(default_factory=ArtifactConfig)
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
-    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
-    synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
+    prompts: PromptsConfig = Field(default_factory=TemplatePrompts)
+    synthesize: SynthesizeConfig = Field(default_factory=ToycitySynthesize)
     pseudo_label: PseudoLabelConfig = Field(default_factory=PseudoLabelConfig)
-    refine: RefineConfig = Field(default_factory=RefineConfig)
+    refine: RefineConfig = Field(default_factory=SamRefine)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    pretrain_sam: PretrainSamConfig = Field(default_factory=PretrainSamConfig)
+
+
+VARIANTS: dict[str, Variants] = {v.section: v for v in (PROMPTS_VARIANTS, SYNTHESIZE_VARIANTS, REFINE_VARIANTS)}
+"""The sections whose options depend on their method (clouds/config/variants.py), by config key."""
 
 
 def _format_error(e: Any) -> str:
-    """One pydantic error as `key: message (got value)`; the key is the dotted path in the YAML file."""
-    key = ".".join(str(p) for p in e["loc"]) or "<root>"
+    """One pydantic error as `key: message (got value)`; the key is the dotted path in the YAML file.
+
+    pydantic puts the method of a method-dependent section into the path (`refine.sam.min_area`); it is
+    taken out again, since the file says `refine.min_area`, and says instead which method refused a key."""
+    loc = [str(p) for p in e["loc"]]
+    variants = VARIANTS.get(loc[0]) if loc else None
+    tag = loc.pop(1) if variants is not None and len(loc) > 1 and loc[1] in variants.classes else None
+    key = ".".join(loc) or "<root>"
+    if variants is not None and e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return variants.bad_tag(e["input"])
     if e["type"] == "extra_forbidden":
+        if variants is not None and tag is not None and len(loc) == 2:
+            return f"{key}: {variants.unknown_key(loc[1], tag)}"
         return f"{key}: unknown key"
+    if e["type"] == "missing" and variants is not None and tag is not None and len(loc) == 2:
+        return f"{key}: {variants.missing_key(loc[1], tag)}"
     msg = str(e["msg"]).removeprefix("Value error, ")
+    if msg.startswith(f"{key}."):  # a section's own check that names the key itself
+        return msg
     shown = "" if isinstance(e.get("input"), dict) else f" (got {e['input']!r})"
     return f"{key}: {msg}{shown}"
 
@@ -108,6 +146,19 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"override {dotted}: {where.rsplit('.', 1)[0]} is not a section")
 
 
+def _switch_method(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """`--set refine.method=none` on a profile whose refine section holds SAM options: the options the new
+    method does not take are dropped (they would be errors now), so one profile serves every method."""
+    section, _, leaf = dotted.partition(".")
+    variants, node = VARIANTS.get(section), tree.get(section)
+    if variants is None or leaf != variants.key or not isinstance(node, dict):
+        return
+    dropped = variants.switch(node, value)
+    if dropped:
+        log.info("--set %s=%s: dropped %s, which %s does not take", dotted, value,
+                 ", ".join(f"{section}.{k}" for k in dropped), variants.choice(value))
+
+
 def parse_config(tree: Any, source: str = "<dict>", overrides: list[str] | None = None) -> CloudsConfig:
     """Validate a config tree; 'overrides' are 'a.b=value' strings whose value is parsed as YAML."""
     if not isinstance(tree, dict):
@@ -123,6 +174,7 @@ def parse_config(tree: Any, source: str = "<dict>", overrides: list[str] | None 
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: the value is not valid YAML: {' '.join(str(err).split())}") from None
         _check_plain(value, key.strip(), f"{source} (--set {item})")
+        _switch_method(tree, key.strip(), value)
         _set_dotted(tree, key.strip(), value)
     try:
         return CloudsConfig.model_validate(tree)

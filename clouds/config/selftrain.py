@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from clouds.config.base import MAX_BATCH, MAX_ITERS, MAX_SIDE, MAX_WEIGHT, Section
+from clouds.config.variants import MethodTag, Variants
 
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 Scale = Annotated[float, Field(gt=0.0, le=100.0)]
@@ -19,12 +28,15 @@ class PseudoLabelConfig(Section):
     )
 
 
-class RefineConfig(Section):
-    method: Literal["sam", "superpixel", "none"] = "sam"
-    sam_model_type: Literal["vit_t", "vit_b", "vit_l", "vit_h", "tiny"] = Field(
-        "vit_t", description="vit_t = MobileSAM (reference default), vit_h = SAM ViT-H; tiny = random test model"
+class SamRefine(Section):
+    """SAM (the reference): points sampled from each teacher component prompt a mask that relabels it."""
+
+    method: Literal["sam"] = "sam"
+    model_type: Literal["vit_t", "vit_b", "vit_l", "vit_h", "tiny", "toy"] = Field(
+        "vit_t", description="vit_t = MobileSAM (reference default), vit_h = SAM ViT-H; tiny = random test model; "
+        "toy = the CPU demo's SAM (`clouds run pretrain-sam`, shipped in models/weights/)"
     )
-    sam_checkpoint: str | None = None
+    checkpoint: str | None = None
     min_area: int = Field(5000, ge=0, le=MAX_SIDE * MAX_SIDE, description="components at or below this pixel area are dropped (768x768)")
     min_area_fraction: float | None = Field(
         None, ge=0.0, lt=1.0, description="if set, overrides min_area as a share of H*W (5000/768^2 = 0.00848)"
@@ -32,14 +44,61 @@ class RefineConfig(Section):
     points_per_component: int = Field(5, ge=1, le=1000)
     multimask: bool = True
     connectivity: Literal[4, 8] = 4
-    superpixel_algorithm: Literal["slic", "felzenszwalb"] = "slic"
-    superpixel_segments: int = Field(400, ge=1, le=MAX_SIDE * MAX_SIDE)
-    superpixel_compactness: float = Field(10.0, gt=0.0, le=MAX_WEIGHT)
-    felzenszwalb_scale: float = Field(
-        100.0, gt=0.0, le=MAX_WEIGHT, description="felzenszwalb: higher means larger superpixels"
-    )
-    felzenszwalb_sigma: float = Field(0.8, ge=0.0, le=100.0)
-    felzenszwalb_min_size: int = Field(50, ge=0, le=MAX_SIDE * MAX_SIDE)
+
+
+SLIC_OPTIONS = ("segments", "compactness")
+FELZENSZWALB_OPTIONS = ("scale", "sigma", "min_size")
+
+
+class SuperpixelRefine(Section):
+    """Every superpixel takes its majority teacher class (no weights; the CPU demo's refiner before its toy SAM). It finds no
+    components, so SAM's `min_area` and `connectivity` do not apply."""
+
+    method: Literal["superpixel"] = "superpixel"
+    algorithm: Literal["slic", "felzenszwalb"] = "slic"
+    segments: int = Field(400, ge=1, le=MAX_SIDE * MAX_SIDE, description="slic: about this many superpixels")
+    compactness: float = Field(10.0, gt=0.0, le=MAX_WEIGHT, description="slic: higher means squarer superpixels")
+    scale: float = Field(100.0, gt=0.0, le=MAX_WEIGHT, description="felzenszwalb: higher means larger superpixels")
+    sigma: float = Field(0.8, ge=0.0, le=100.0, description="felzenszwalb: Gaussian smoothing before segmenting")
+    min_size: int = Field(50, ge=0, le=MAX_SIDE * MAX_SIDE, description="felzenszwalb: smallest superpixel")
+
+    def _unused(self) -> tuple[tuple[str, ...], str]:
+        """The options of the algorithm not chosen, and that algorithm."""
+        return (FELZENSZWALB_OPTIONS, "felzenszwalb") if self.algorithm == "slic" else (SLIC_OPTIONS, "slic")
+
+    @model_validator(mode="after")
+    def _options_of_the_algorithm(self) -> SuperpixelRefine:
+        """An option of the other algorithm would be ignored: refuse one that is set explicitly."""
+        unused, owner = self._unused()
+        for option in unused:
+            if option in self.model_fields_set:
+                raise ValueError(f"refine.{option} applies to refine.algorithm: {owner}, not {self.algorithm}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_the_algorithm_in_use(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the chosen algorithm's options are hashed and recorded (the others do not change the labels),
+        and a dump loads back, as the Ray workers' copy of the config does."""
+        return {k: v for k, v in handler(self).items() if k not in self._unused()[0]}
+
+
+class NoRefine(Section):
+    """The teacher labels as they are: the control that shows what refinement adds."""
+
+    method: Literal["none"] = "none"
+
+
+RefineConfig = Annotated[
+    Annotated[SamRefine, Tag("sam")] | Annotated[SuperpixelRefine, Tag("superpixel")] | Annotated[NoRefine, Tag("none")],
+    Discriminator(MethodTag("method", "sam")),
+]
+"""`refine`: the options of the method `refine.method` names (absent: sam)."""
+
+REFINE_VARIANTS = Variants.of("refine", RefineConfig, renamed={
+    "sam_model_type": "model_type", "sam_checkpoint": "checkpoint", "superpixel_algorithm": "algorithm",
+    "superpixel_segments": "segments", "superpixel_compactness": "compactness", "felzenszwalb_scale": "scale",
+    "felzenszwalb_sigma": "sigma", "felzenszwalb_min_size": "min_size",
+})
 
 
 class TrainConfig(Section):

@@ -37,8 +37,9 @@ from artifacts import (
 from artifacts.identity import Identity, config_hash
 from clouds.config import EvaluateConfig
 from clouds.device import resolve_device
+from clouds.errors import InputError
 from clouds.labels import CLASS_NAMES, NUM_CLASSES, check_train_ids
-from models.checkpoint import load_checkpoint
+from models.checkpoint import CheckpointError, load_checkpoint
 from stages.evaluate.metrics import (
     AVERAGE_RULES,
     confusion_matrix,
@@ -166,7 +167,7 @@ def _load_model(model_or_checkpoint_url: nn.Module | str, cfg: EvaluateConfig, d
     student, teacher, _, _ = load_checkpoint(url, device=device)
     if cfg.weights == "teacher":
         if teacher is None:
-            raise ValueError(f"evaluate.weights is 'teacher' but checkpoint {url} holds no EMA teacher (a warm-up?)")
+            raise CheckpointError(f"evaluate.weights is 'teacher' but checkpoint {url} holds no EMA teacher (a warm-up?)")
         return teacher.eval()
     return student.eval()
 
@@ -212,10 +213,10 @@ def target_averages(target_urls: dict[str, str], averages: dict[str, str] | None
     averages = dict(averages or {})
     unknown = sorted(set(averages) - set(target_urls))
     if unknown:
-        raise ValueError(f"averaging rules given for targets {unknown} that are not evaluated")
+        raise InputError(f"averaging rules given for targets {unknown} that are not evaluated")
     for name, rule in averages.items():
         if rule not in AVERAGE_RULES:
-            raise ValueError(f"target {name!r}: average must be one of {AVERAGE_RULES}, got {rule!r}")
+            raise InputError(f"target {name!r}: average must be one of {AVERAGE_RULES}, got {rule!r}")
     return {name: averages.get(name, DEFAULT_AVERAGE) for name in target_urls}
 
 
@@ -239,10 +240,10 @@ def prepare_evaluate(
     The model is loaded by the first unit that runs (never by a driver that only plans and commits).
     """
     if not target_urls:
-        raise ValueError("evaluate needs at least one target artifact")
+        raise InputError("evaluate needs at least one target artifact")
     for name in target_urls:
         if not DOMAIN_RE.match(name):
-            raise ValueError(f"target name {name!r} must be [A-Za-z0-9_-] (it names files in the report)")
+            raise InputError(f"target name {name!r} must be [A-Za-z0-9_-] (it names files in the report)")
     averages = target_averages(target_urls, averages)
     units = [(name, url, k) for name, url in target_urls.items() for k in range(len(open_artifact(url).shards))]
     torch_device = resolve_device(device)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from clouds.errors import InputError
 from stages.export.card import model_card
 from stages.export.formats import FORMATS, SUFFIX, write_safetensors, write_torchscript
 from stages.export.onnx_format import TOLERANCE, write_onnx
@@ -55,9 +56,9 @@ def export_checkpoint(checkpoint_url: str, fmt: str, out: Path | None = None, *,
                       size: tuple[int, int] = (512, 1024)) -> Exported:
     """Write the export (`out`, default `<name><suffix>` here) and `<out stem>.md` beside it."""
     if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt != "safetensors" and (len(size) != 2 or min(size) < 32):
-        raise ValueError(f"--size must be HEIGHT WIDTH, each at least 32, got {size}")
+        raise InputError(f"--size must be HEIGHT WIDTH, each at least 32, got {size}")
     model = load_predictor(checkpoint_url, torch.device("cpu"), weights)
     path = Path(out) if out is not None else Path(default_name(checkpoint_url, weights) + SUFFIX[fmt])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ def export_checkpoint(checkpoint_url: str, fmt: str, out: Path | None = None, *,
     else:
         diff = write_onnx(model, path, size, meta)
         if diff > TOLERANCE:
-            raise ValueError(f"the ONNX graph {path} differs from PyTorch by {diff:.2e} (max abs score) on 3 images, "
+            raise InputError(f"the ONNX graph {path} differs from PyTorch by {diff:.2e} (max abs score) on 3 images, "
                              f"more than {TOLERANCE:.0e}; not writing its model card")
     usage = USAGE[fmt].format(name=path.name, h=size[0], w=size[1], diff=diff or 0.0, tol=TOLERANCE)
     params = sum(p.numel() for p in model.parameters())

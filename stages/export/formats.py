@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from clouds.config.model import ModelConfig
+from clouds.errors import InputError
 from models.build import build_segmenter
 from models.segmenter import Segmenter
 
@@ -43,7 +44,7 @@ def load_safetensors_export(path: str | Path, device: str | torch.device = "cpu"
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != FORMAT_TAG or "model_config" not in meta:
-        raise ValueError(f"{path} is not a clouds export (no '{FORMAT_TAG}' metadata)")
+        raise InputError(f"{path} is not a clouds export (no '{FORMAT_TAG}' metadata)")
     cfg = ModelConfig.model_validate_json(meta["model_config"])
     # Every weight is in the file: build the tower empty instead of fetching its open_clip tag or file.
     empty = cfg.model_copy(update={"backbone": cfg.backbone.model_copy(update={"pretrained": None})})

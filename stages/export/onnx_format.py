@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clouds.errors import InputError
 from models.segmenter import Segmenter
 
 OPSET = 17
@@ -29,7 +30,7 @@ def _require() -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise ValueError("--format onnx needs the onnx and onnxruntime packages: pip install 'clouds[onnx]' "
+        raise InputError("--format onnx needs the onnx and onnxruntime packages: pip install 'clouds[onnx]' "
                          "(or pip install onnx onnxruntime)") from None
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as TF
 from torch import nn
 
 from stages.evaluate.stage import resize_short_side
+from stages.predict.errors import PredictInputError
 from stages.pseudo_label.labeler import winning_share
 
 
@@ -33,9 +34,9 @@ class InferenceSettings:
 
     def __post_init__(self) -> None:
         if self.mode not in ("resize", "slide"):
-            raise ValueError(f"inference mode must be 'resize' or 'slide', got {self.mode!r}")
+            raise PredictInputError(f"inference mode must be 'resize' or 'slide', got {self.mode!r}")
         if self.window < 32 or (self.stride is not None and not 1 <= self.stride <= self.window):
-            raise ValueError(f"sliding window {self.window} must be >= 32 and its stride in 1..{self.window}")
+            raise PredictInputError(f"sliding window {self.window} must be >= 32 and its stride in 1..{self.window}")
 
     @property
     def step(self) -> int:

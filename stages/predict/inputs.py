@@ -125,7 +125,7 @@ def _listed(files: list[Path], base: Path | None) -> list[tuple[Path, str]]:
 def resolve_inputs(spec: str, shard_size: int = 64) -> InputSet:
     """INPUTS as the user typed it: a committed artifact URL, an image file, a folder (recursive) or a glob."""
     if shard_size < 1:
-        raise ValueError("shard size must be positive")
+        raise PredictInputError("shard size must be positive")
     if "://" in spec or (Path(spec).is_dir() and (is_committed(spec) or any(Path(spec).glob("shard-*.tar")))):
         try:
             units, identity = _artifact_units(spec)

@@ -23,6 +23,7 @@ from artifacts.identity import Identity, config_hash
 from clouds.device import resolve_device
 from clouds.viz import overlay
 from stages.predict.checkpoints import check_checkpoint, load_predictor
+from stages.predict.errors import PredictInputError
 from stages.predict.inference import InferenceSettings, predict_images
 from stages.predict.inputs import InputSet, resolve_inputs
 from stages.sharded import Lazy, ShardedJob
@@ -72,7 +73,7 @@ def prepare_predict(
     """
     settings = settings or InferenceSettings()
     if batch_size < 1:
-        raise ValueError("batch size must be positive")
+        raise PredictInputError("batch size must be positive")
     check_checkpoint(checkpoint_url)
     images = resolve_inputs(inputs, shard_size)
     writer = ArtifactWriter(

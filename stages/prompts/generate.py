@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from clouds.config import PromptsConfig
+from clouds.config import PromptsConfig, TemplatePrompts, TransformersPrompts, VllmPrompts
 from clouds.errors import CloudsError
 from clouds.registry import from_config, registry
 from stages.prompts.cleaning import PromptCollector
@@ -29,19 +29,19 @@ class PromptWriter(Protocol):
     def __call__(self, n: int, attempt: int) -> Sequence[Candidate | str]: ...
 
 
-def _template(cfg: PromptsConfig, seed: int, device: str) -> PromptWriter:
+def _template(cfg: TemplatePrompts, seed: int, device: str) -> PromptWriter:
     from stages.prompts.template import TemplateWriter
 
     return TemplateWriter(cfg, seed)
 
 
-def _transformers(cfg: PromptsConfig, seed: int, device: str) -> PromptWriter:
+def _transformers(cfg: TransformersPrompts, seed: int, device: str) -> PromptWriter:
     from stages.prompts.hf_writer import TransformersWriter
 
     return TransformersWriter(cfg, seed, device)
 
 
-def _vllm(cfg: PromptsConfig, seed: int, device: str) -> PromptWriter:
+def _vllm(cfg: VllmPrompts, seed: int, device: str) -> PromptWriter:
     from stages.prompts.vllm_writer import VLLMWriter
 
     return VLLMWriter(cfg, seed)
@@ -71,14 +71,15 @@ def collect_prompts(
         collector.add(_as_candidates(writer(collector.missing, attempt), seed), attempt)
         log.info("prompts: attempt %d, %d/%d unique", attempt, len(collector.accepted), cfg.count)
     stats = collector.stats()
+    model = getattr(cfg, "model", None)  # the template writer has none
     if collector.missing:
         raise PromptGenerationError(
-            f"prompts ({cfg.backend}, model {cfg.model}): {collector.report()}; raise prompts.max_attempts, "
+            f"prompts ({cfg.backend}, model {model}): {collector.report()}; raise prompts.max_attempts, "
             "loosen the word range or prefixes, or use a stronger model",
             stats,
         )
     backend = getattr(writer, "backend", cfg.backend)
-    model = getattr(writer, "model", cfg.model)
+    model = getattr(writer, "model", model)
     records = [
         PromptRecord(KEY_FORMAT.format(i), a.text, backend, model, seed, a.attempt, a.seed)
         for i, a in enumerate(collector.accepted)

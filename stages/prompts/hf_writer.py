@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from clouds.config import PromptsConfig
+from clouds.config import TransformersPrompts
 from clouds.device import resolve_device
+from clouds.errors import InputError
 from stages.prompts.records import Candidate
 from stages.prompts.seeds import derive_seed
 
@@ -21,7 +22,7 @@ def _dtype(name: str) -> Any:
         return "auto"
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"prompts.dtype={name!r} is not a torch dtype (use auto, float16, bfloat16, float32)")
+        raise InputError(f"prompts.dtype={name!r} is not a torch dtype (use auto, float16, bfloat16, float32)")
     return dtype
 
 
@@ -46,22 +47,20 @@ class TransformersWriter:
 
     backend = "transformers"
 
-    def __init__(self, cfg: PromptsConfig, seed: int, device: str = "auto"):
+    def __init__(self, cfg: TransformersPrompts, seed: int, device: str = "auto"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if not cfg.model:
-            raise ValueError("prompts.backend=transformers needs prompts.model (a HF repo id or a local folder)")
         self.cfg, self.seed, self.model = cfg, seed, cfg.model
         self.device = resolve_device(device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, padding_side="left")
             self.lm = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=_dtype(cfg.dtype))
         except OSError as err:
-            raise ValueError(f"prompts.model={cfg.model!r}: cannot load a causal LM and tokenizer: {err}") from err
+            raise InputError(f"prompts.model={cfg.model!r}: cannot load a causal LM and tokenizer: {err}") from err
         self.lm.to(self.device).eval()
         if self.tokenizer.pad_token is None:
             if self.tokenizer.eos_token is None:
-                raise ValueError(f"prompts.model={cfg.model!r}: the tokenizer has neither a pad nor an eos token")
+                raise InputError(f"prompts.model={cfg.model!r}: the tokenizer has neither a pad nor an eos token")
             self.tokenizer.pad_token = self.tokenizer.eos_token
         eos = self.lm.generation_config.eos_token_id
         eos = eos if eos is not None else self.tokenizer.eos_token_id

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from artifacts.errors import ArtifactError
+
 KEY_FORMAT = "prompt-{:06d}"
 
 
@@ -36,5 +38,5 @@ class PromptRecord:
     def from_json(cls, data: dict[str, Any], where: str) -> PromptRecord:
         missing = sorted(set(cls.__dataclass_fields__) - set(data))
         if missing:
-            raise ValueError(f"{where}: prompt metadata lacks {missing}")
+            raise ArtifactError(f"{where}: prompt metadata lacks {missing}")
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})

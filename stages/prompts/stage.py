@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from artifacts import Artifact, ArtifactWriter, open_artifact
+from artifacts import Artifact, ArtifactError, ArtifactWriter, open_artifact
 from artifacts.identity import Identity
 from clouds.config import PromptsConfig
 from stages.prompts.generate import PromptWriter, build_writer, collect_prompts
@@ -61,11 +61,11 @@ def read_prompts(source: str | Artifact) -> list[PromptRecord]:
     for sample in art.iter_samples():
         where = f"{art.url}, sample {sample['__key__']!r}"
         if "json" not in sample or "txt" not in sample:
-            raise ValueError(f"{where}: a prompt sample needs 'txt' and 'json' members, has {sorted(sample)}")
+            raise ArtifactError(f"{where}: a prompt sample needs 'txt' and 'json' members, has {sorted(sample)}")
         record = PromptRecord.from_json(sample["json"], where)
         if record.id != sample["__key__"] or record.text != sample["txt"]:
-            raise ValueError(f"{where}: 'json' (id {record.id!r}) disagrees with the sample's key or text")
+            raise ArtifactError(f"{where}: 'json' (id {record.id!r}) disagrees with the sample's key or text")
         records.append(record)
     if not records:
-        raise ValueError(f"{art.url} holds no prompts")
+        raise ArtifactError(f"{art.url} holds no prompts")
     return records

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from clouds.config import PromptsConfig
+from clouds.config import TemplatePrompts
 from stages.prompts.records import Candidate
 from stages.prompts.seeds import derive_seed
 
@@ -42,7 +42,7 @@ class TemplateWriter:
     backend = "template"
     model: str | None = None
 
-    def __init__(self, cfg: PromptsConfig, seed: int):
+    def __init__(self, cfg: TemplatePrompts, seed: int):
         self.seed = seed
         self.prefixes = tuple(cfg.prefixes) or DEFAULT_PREFIXES
         self.min_words, self.max_words = cfg.min_words, cfg.max_words

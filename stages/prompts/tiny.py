@@ -17,11 +17,11 @@ CHAT_TEMPLATE = (
 
 
 def _corpus(n: int, seed: int) -> list[str]:
-    from clouds.config import PromptsConfig
+    from clouds.config import TemplatePrompts
     from clouds.config.synthetic import DEFAULT_INSTRUCTION
     from stages.prompts.template import TemplateWriter
 
-    writer = TemplateWriter(PromptsConfig(), seed)
+    writer = TemplateWriter(TemplatePrompts(), seed)
     rng = random.Random(seed)
     return [DEFAULT_INSTRUCTION] + [writer.sentence(rng) for _ in range(n)]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from clouds.config import PromptsConfig
+from clouds.config import VllmPrompts
 from stages.prompts.records import Candidate
 from stages.prompts.seeds import derive_seed
 
@@ -26,7 +26,7 @@ def import_vllm() -> Any:
 
 
 def build_requests(
-    cfg: PromptsConfig, seed: int, n: int, attempt: int, sampling_params: Callable[..., Any]
+    cfg: VllmPrompts, seed: int, n: int, attempt: int, sampling_params: Callable[..., Any]
 ) -> tuple[list[list[dict[str, str]]], list[Any], list[int]]:
     """One single-turn conversation per prompt, each with its own seeded SamplingParams."""
     seeds = [derive_seed(seed, "vllm", attempt, j) for j in range(n)]
@@ -53,7 +53,7 @@ def parse_outputs(outputs: Sequence[Any], seeds: Sequence[int]) -> list[Candidat
     return candidates
 
 
-def engine_parallelism(cfg: PromptsConfig) -> dict[str, Any]:
+def engine_parallelism(cfg: VllmPrompts) -> dict[str, Any]:
     """How vLLM spreads the model: tensor parallel within a node, pipeline parallel across stages; a
     model bigger than one node needs the Ray backend (vLLM then joins the running Ray cluster)."""
     out: dict[str, Any] = {
@@ -70,9 +70,7 @@ class VLLMWriter:
 
     backend = "vllm"
 
-    def __init__(self, cfg: PromptsConfig, seed: int, *, llm: Any = None, sampling_params: Any = None):
-        if not cfg.model:
-            raise ValueError("prompts.backend=vllm needs prompts.model (a HF repo id or a local folder)")
+    def __init__(self, cfg: VllmPrompts, seed: int, *, llm: Any = None, sampling_params: Any = None):
         self.cfg, self.seed, self.model = cfg, seed, cfg.model
         if llm is None or sampling_params is None:
             vllm = import_vllm()

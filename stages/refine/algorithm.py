@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from clouds.config.selftrain import RefineConfig
+from clouds.config import SamRefine
 from clouds.labels import IGNORE, check_train_ids
 from stages.refine.components import Prompts, area_threshold, build_prompts
 from stages.refine.predictor import MaskPredictor, check_image
@@ -61,7 +61,7 @@ def compose_label(class_ids: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return label.reshape(masks.shape[1:])
 
 
-def plan(teacher: np.ndarray, cfg: RefineConfig, rng: np.random.Generator) -> Prompts:
+def plan(teacher: np.ndarray, cfg: SamRefine, rng: np.random.Generator) -> Prompts:
     """The prompts for one teacher label; split out so other predictor schedules reuse the same draw."""
     threshold = area_threshold(teacher.shape, cfg.min_area, cfg.min_area_fraction)
     return build_prompts(teacher, threshold, cfg.points_per_component, rng, cfg.connectivity)
@@ -102,7 +102,7 @@ def refine_with_sam(
     image: np.ndarray,
     teacher: np.ndarray,
     predictor: MaskPredictor,
-    cfg: RefineConfig,
+    cfg: SamRefine,
     rng: np.random.Generator,
     where: str = "sample",
 ) -> tuple[np.ndarray, RefineStats]:

@@ -22,7 +22,7 @@ import torch
 
 from artifacts import Artifact, ArtifactError, ArtifactWriter, decode_member, image_member_name, open_artifact
 from artifacts.identity import config_hash
-from clouds.config.selftrain import RefineConfig
+from clouds.config import NoRefine, RefineConfig, SamRefine, SuperpixelRefine
 from clouds.labels import IGNORE, NUM_CLASSES
 from clouds.registry import from_config, registry
 from models.sam import load_sam
@@ -43,11 +43,11 @@ TRUE = "true.seg.png"
 RefineFn = Callable[[np.ndarray, np.ndarray, str], tuple[np.ndarray, dict[str, Any]]]
 
 
-def _sam(cfg: RefineConfig, seed: int, device: str | torch.device) -> RefineFn:
+def _sam(cfg: SamRefine, seed: int, device: str | torch.device) -> RefineFn:
     """SAM is loaded here, once, not per shard. A SamPredictor holds one image embedding at a time, so
     concurrent shard tasks (Prefect runs them in threads) take turns on it through a lock; otherwise one
     task's prompts could meet another's image."""
-    predictor = SamMaskPredictor(load_sam(cfg.sam_model_type, cfg.sam_checkpoint, device), cfg.multimask)
+    predictor = SamMaskPredictor(load_sam(cfg.model_type, cfg.checkpoint, device), cfg.multimask)
     lock = threading.Lock()
 
     def refine(image: np.ndarray, teacher: np.ndarray, key: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -60,7 +60,7 @@ def _sam(cfg: RefineConfig, seed: int, device: str | torch.device) -> RefineFn:
     return refine
 
 
-def _superpixel(cfg: RefineConfig, seed: int, device: str | torch.device) -> RefineFn:
+def _superpixel(cfg: SuperpixelRefine, seed: int, device: str | torch.device) -> RefineFn:
     def refine_superpixel(
         image: np.ndarray, teacher: np.ndarray, key: str
     ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -71,7 +71,7 @@ def _superpixel(cfg: RefineConfig, seed: int, device: str | torch.device) -> Ref
     return refine_superpixel
 
 
-def _none(cfg: RefineConfig, seed: int, device: str | torch.device) -> RefineFn:
+def _none(cfg: NoRefine, seed: int, device: str | torch.device) -> RefineFn:
     def keep(image: np.ndarray, teacher: np.ndarray, key: str) -> tuple[np.ndarray, dict[str, Any]]:
         check_pair(image, teacher, key)
         ignored = int((teacher == IGNORE).sum())

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from skimage.segmentation import felzenszwalb, slic
 
-from clouds.config.selftrain import RefineConfig
+from clouds.config import SuperpixelRefine
 from clouds.labels import IGNORE, NUM_CLASSES
 
 
@@ -26,21 +26,21 @@ class SuperpixelStats:
         return asdict(self)
 
 
-def superpixels(image: np.ndarray, cfg: RefineConfig) -> np.ndarray:
+def superpixels(image: np.ndarray, cfg: SuperpixelRefine) -> np.ndarray:
     """An HxW map of superpixel ids 0..S-1."""
-    if cfg.superpixel_algorithm == "slic":
+    if cfg.algorithm == "slic":
         return slic(
             image,
-            n_segments=cfg.superpixel_segments,
-            compactness=cfg.superpixel_compactness,
+            n_segments=cfg.segments,
+            compactness=cfg.compactness,
             start_label=0,
             channel_axis=-1,
         )
     return felzenszwalb(
         image,
-        scale=cfg.felzenszwalb_scale,
-        sigma=cfg.felzenszwalb_sigma,
-        min_size=cfg.felzenszwalb_min_size,
+        scale=cfg.scale,
+        sigma=cfg.sigma,
+        min_size=cfg.min_size,
         channel_axis=-1,
     )
 
@@ -59,7 +59,7 @@ def majority_vote(segments: np.ndarray, teacher: np.ndarray) -> np.ndarray:
 
 
 def refine_with_superpixels(
-    image: np.ndarray, teacher: np.ndarray, cfg: RefineConfig
+    image: np.ndarray, teacher: np.ndarray, cfg: SuperpixelRefine
 ) -> tuple[np.ndarray, SuperpixelStats]:
     segments = superpixels(image, cfg)
     refined = majority_vote(segments, teacher)

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from clouds.config import SynthesizeConfig
+from clouds.config import DiffusersSynthesize, SynthesizeConfig, ToycitySynthesize
 from clouds.registry import from_config, registry
 
 
@@ -50,13 +50,13 @@ def image_problem(rendered: Rendered) -> str | None:
     return None
 
 
-def _diffusers(cfg: SynthesizeConfig, device: str) -> ImageBackend:
+def _diffusers(cfg: DiffusersSynthesize, device: str) -> ImageBackend:
     from stages.synthesize.diffusers_backend import DiffusersBackend
 
     return DiffusersBackend(cfg, device)
 
 
-def _toycity(cfg: SynthesizeConfig, device: str) -> ImageBackend:
+def _toycity(cfg: ToycitySynthesize, device: str) -> ImageBackend:
     from stages.synthesize.toycity_backend import ToyCityBackend
 
     return ToyCityBackend(cfg)

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import torch
 
-from clouds.config import SynthesizeConfig
+from clouds.config import DiffusersSynthesize
 from clouds.device import resolve_device
+from clouds.errors import InputError
 from stages.synthesize.backend import Rendered
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,9 @@ class DiffusersBackend:
 
     name = "diffusers"
 
-    def __init__(self, cfg: SynthesizeConfig, device: str = "auto"):
+    def __init__(self, cfg: DiffusersSynthesize, device: str = "auto"):
         from diffusers import DiffusionPipeline, EulerDiscreteScheduler
 
-        if not cfg.model:
-            raise ValueError("synthesize.backend=diffusers needs synthesize.model (a repo id or a local folder)")
         self.cfg, self.model = cfg, cfg.model
         self.device = resolve_device(device)
         dtype = getattr(torch, cfg.dtype) if self.device.type != "cpu" else torch.float32
@@ -46,7 +45,7 @@ class DiffusersBackend:
         try:
             pipe = DiffusionPipeline.from_pretrained(cfg.model, **{_dtype_keyword(): dtype})
         except (OSError, ValueError) as err:
-            raise ValueError(f"synthesize.model={cfg.model!r}: cannot load a diffusers pipeline: {err}") from err
+            raise InputError(f"synthesize.model={cfg.model!r}: cannot load a diffusers pipeline: {err}") from err
         if cfg.scheduler == "euler":
             pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)

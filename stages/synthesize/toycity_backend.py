@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from clouds.config import SynthesizeConfig
+from clouds.config import ToycitySynthesize
 from clouds.labels import check_train_ids
 from stages.synthesize.backend import Rendered
 
@@ -18,7 +18,7 @@ class ToyCityBackend:
     name = "toycity"
     model: str | None = None
 
-    def __init__(self, cfg: SynthesizeConfig):
+    def __init__(self, cfg: ToycitySynthesize):
         self.toycity = importlib.import_module("clouds.toycity")
         missing = [f for f in ("spec_from_prompt", "domain_for", "render") if not hasattr(self.toycity, f)]
         if missing:

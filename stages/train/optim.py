@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from clouds.errors import InputError
+
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._BatchNorm,
     nn.GroupNorm,
@@ -47,7 +49,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
                       or name in getattr(module, "NO_WEIGHT_DECAY", ()))
             (no_decay if exempt else decay).append(param)
     if not decay and not no_decay:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+        raise InputError(f"{type(model).__name__} has no trainable parameters")
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.ingest.errors import DatasetError
 from stages.ingest.sources.base import FileSource, Pair, listed, pair_up, read_train_ids, sample_key
 
 IMAGE_SUFFIX = "_rgb_anon.png"
@@ -22,7 +23,7 @@ class ACDCSource(FileSource):
     def condition(self) -> str:
         condition = self.spec.condition
         if condition not in CONDITIONS:
-            raise ValueError(f"acdc condition {condition!r}: expected one of {', '.join(CONDITIONS)}")
+            raise DatasetError(f"acdc condition {condition!r}: expected one of {', '.join(CONDITIONS)}")
         return condition
 
     @property

@@ -106,9 +106,9 @@ class FileSource(ABC):
 
     def __init__(self, spec: DatasetSpec, image_format: str = "png"):
         if spec.root is None:
-            raise ValueError(f"a {spec.kind} dataset needs 'root'")
+            raise DatasetError(f"a {spec.kind} dataset needs 'root'")
         if image_format not in ("png", "jpg"):
-            raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+            raise DatasetError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
         self.spec = spec
         self.root = Path(spec.root).expanduser()
         self.image_format = image_format

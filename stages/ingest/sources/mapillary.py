@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.ingest.errors import DatasetError
 from stages.ingest.labelmaps import MAPILLARY_LUT, apply_lut
 from stages.ingest.readers import read_index_label
 from stages.ingest.sources.base import FileSource, Pair, listed, pair_up, sample_key
@@ -21,7 +22,7 @@ class MapillarySource(FileSource):
     @property
     def folder(self) -> Path:
         if self.spec.split not in SPLIT_FOLDERS:
-            raise ValueError(f"mapillary split {self.spec.split!r}: expected one of {sorted(SPLIT_FOLDERS)}")
+            raise DatasetError(f"mapillary split {self.spec.split!r}: expected one of {sorted(SPLIT_FOLDERS)}")
         return self.root / SPLIT_FOLDERS[self.spec.split]
 
     def find_pairs(self) -> list[Pair]:

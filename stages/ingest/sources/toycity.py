@@ -8,6 +8,7 @@ import numpy as np
 
 from clouds import toycity
 from clouds.config import DatasetSpec
+from stages.ingest.errors import DatasetError
 from stages.ingest.sources.base import Listing, Sample, as_train_ids
 
 
@@ -18,7 +19,7 @@ class ToyCitySource:
 
     def __init__(self, spec: DatasetSpec, image_format: str = "png"):
         if spec.domain is None or spec.count is None:
-            raise ValueError("a toycity dataset needs 'domain' and 'count'")
+            raise DatasetError("a toycity dataset needs 'domain' and 'count'")
         self.spec = spec
         self.image_format = image_format
 
