@@ -98,27 +98,6 @@ def test_pretrain_commits_a_tower_file_the_backbone_loads(tmp_path):
     assert not (tmp_path / "pretrain" / "_progress").exists()
 
 
-def test_an_interrupted_pretrain_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    cfg = load_config(TINY, SMALL)
-    pretrain_stage.pretrain(cfg, str(tmp_path / "whole"), {})
-    real_step = pretrain_stage.Pretrainer.train_step
-
-    def dies_at_step_3(self, batch):
-        if self.step == 2:
-            raise KeyboardInterrupt
-        return real_step(self, batch)
-
-    monkeypatch.setattr(pretrain_stage.Pretrainer, "train_step", dies_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain_stage.pretrain(cfg, str(tmp_path / "cut"), {})
-    assert (tmp_path / "cut" / "_progress" / "state.pt").exists() and not is_committed(str(tmp_path / "cut"))
-    monkeypatch.setattr(pretrain_stage.Pretrainer, "train_step", real_step)
-    pretrain_stage.pretrain(cfg, str(tmp_path / "cut"), {})
-    whole = load_file(str(tmp_path / "whole" / "image_tower.safetensors"))
-    cut = load_file(str(tmp_path / "cut" / "image_tower.safetensors"))
-    assert whole.keys() == cut.keys() and all(torch.equal(whole[k], cut[k]) for k in whole)
-
-
 def test_a_tower_file_of_another_model_is_refused_naming_both(tmp_path):
     clip = create_clip(BackboneConfig(name="clouds-tiny-rn", pretrained=None))
     path = tmp_path / "rn.safetensors"

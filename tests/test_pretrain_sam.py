@@ -80,27 +80,6 @@ def test_pretrain_sam_commits_a_file_refinement_loads(tmp_path):
     assert again["skipped"]
 
 
-def test_an_interrupted_pretrain_sam_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    cfg = load_config(TINY, SMALL)
-    sam_stage.pretrain_sam(cfg, str(tmp_path / "whole"), {})
-    real_step = sam_stage.SamPretrainer.train_step
-
-    def dies_at_step_3(self, bank, rng):
-        if self.step == 2:
-            raise KeyboardInterrupt
-        return real_step(self, bank, rng)
-
-    monkeypatch.setattr(sam_stage.SamPretrainer, "train_step", dies_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        sam_stage.pretrain_sam(cfg, str(tmp_path / "cut"), {})
-    assert (tmp_path / "cut" / "_progress" / "state.pt").exists() and not is_committed(str(tmp_path / "cut"))
-    monkeypatch.setattr(sam_stage.SamPretrainer, "train_step", real_step)
-    sam_stage.pretrain_sam(cfg, str(tmp_path / "cut"), {})
-    whole = load_file(str(tmp_path / "whole" / sam_stage.SAM_FILE))
-    cut = load_file(str(tmp_path / "cut" / sam_stage.SAM_FILE))
-    assert whole.keys() == cut.keys() and all(torch.equal(whole[k], cut[k]) for k in whole)
-
-
 def test_the_shipped_sam_refines_through_the_tiny_profile():
     """The file `configs/tiny.yaml` names is the one its pretrain_sam section makes, and refinement runs on it."""
     import json
