@@ -486,7 +486,9 @@ def predict(
     out: str = typer.Option(..., "--out", "-o", help="URL of the output artifact (committed, sharded, resumable)"),
     overlays: str = typer.Option(None, "--overlays", help="also write each colour overlay as DIR/<key>.jpg"),
     mode: str = typer.Option("resize", "--mode", help=PREDICT_RESIZE_HELP),
-    short_side: int = typer.Option(1024, "--short-side", min=0, help="short side for --mode resize (0 = native size)"),
+    short_side: int = typer.Option(None, "--short-side", min=0, show_default="the checkpoint's own: the short side "
+                                   "its profile evaluates at (evaluate.short_side)",
+                                   help="short side for --mode resize (0 = native size)"),
     window: int = typer.Option(512, "--window", min=32, help="window size for --mode slide (pixels, square)"),
     stride: int = typer.Option(None, "--stride", min=1, help="window step for --mode slide (default 2/3 of --window)"),
     weights: str = typer.Option("student", "--weights", help="student | teacher (the EMA teacher, when saved)"),
@@ -507,9 +509,9 @@ def predict(
     try:
         if weights not in ("student", "teacher"):
             raise PredictInputError(f"--weights must be 'student' or 'teacher', got {weights!r}")
-        settings = InferenceSettings(mode=mode, short_side=short_side or None, window=window, stride=stride,
-                                     weights=weights, confidence=confidence)
         url = _checkpoint_url(checkpoint, root)
+        settings = InferenceSettings(mode=mode, short_side=_short_side(short_side, url), window=window,
+                                     stride=stride, weights=weights, confidence=confidence)
         result = run_predict(url, inputs, out, settings, overlays=overlays, overwrite=overwrite,
                              batch_size=batch_size, shard_size=shard_size, device=device)
     except (CloudsError, OSError) as err:
@@ -561,8 +563,9 @@ def evaluate(
     split: str = typer.Option("val", "--split", help="split folder of a dataset folder"),
     condition: str = typer.Option(None, "--condition", help="ACDC condition: fog | night | rain | snow"),
     work: str = typer.Option(None, "--work", help="where datasets are ingested (default: <out>-data)"),
-    short_side: int = typer.Option(None, "--short-side", min=0, show_default="the profile's evaluate.short_side, "
-                                   "else 1024 (the reference)", help="resize the short side to this (0 = native)"),
+    short_side: int = typer.Option(None, "--short-side", min=0, show_default="a --data profile's evaluate.short_side, "
+                                   "else the checkpoint's own (its profile's)",
+                                   help="resize the short side to this (0 = native)"),
     weights: str = typer.Option("student", "--weights", help="student | teacher"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     root: str = typer.Option(None, "--root", help="run root for RUN:best (default: run.root, 'runs')"),
@@ -580,8 +583,8 @@ def evaluate(
         url = _checkpoint_url(checkpoint, root)
         scoring = scoring_for(data, work or f"{out.rstrip('/')}-data", kind=kind, split=split, condition=condition)
         changes: dict = {"weights": weights}
-        if short_side is not None:
-            changes["short_side"] = short_side or None
+        if short_side is not None or not scoring.from_profile:
+            changes["short_side"] = _short_side(short_side, url)
         scoring.settings = EvaluateConfig.model_validate({**scoring.settings.model_dump(), **changes})
         result = evaluate_checkpoint(url, scoring, out, device=device)
     except (CloudsError, OSError) as err:
@@ -603,6 +606,17 @@ def _checkpoint_url(spec: str, root: str | None) -> str:
         console.print(f"{spec}: round {best.round} ({best.metric} {100 * best.score:.2f}) -> {url}",
                       soft_wrap=True, highlight=False)
     return url
+
+
+def _short_side(option: int | None, checkpoint_url: str) -> int | None:
+    """--short-side as given (0 = native), else the side the checkpoint's own profile evaluates at, said."""
+    from stages.predict.checkpoints import recorded_short_side
+
+    if option is not None:
+        return option or None
+    side = recorded_short_side(checkpoint_url)
+    console.print(f"short side: {side or 'native'}, the checkpoint's own (--short-side changes it)", highlight=False)
+    return side
 
 
 def _predict_hint(message: str) -> str | None:

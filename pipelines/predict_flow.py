@@ -11,7 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from clouds.config.run import RunConfig
-from stages.predict.checkpoints import resolve_checkpoint
+from stages.predict.checkpoints import recorded_short_side, resolve_checkpoint
 from stages.predict.inference import InferenceSettings
 from stages.predict.stage import predict
 
@@ -23,7 +23,7 @@ def predict_flow(
     out: str,
     overlays: str | None = None,
     mode: str = "resize",
-    short_side: int | None = 1024,
+    short_side: int | None = None,
     window: int = 512,
     weights: str = "student",
     confidence: bool = False,
@@ -33,12 +33,13 @@ def predict_flow(
 ) -> dict[str, Any]:
     """Predict INPUTS (image file, folder, glob or artifact URL) with CHECKPOINT (folder or RUN:best) into `out`.
 
+    `short_side`: None = the side the checkpoint's own profile evaluates at, 0 = native size.
     Finished shards of an interrupted run are kept; an `out` already committed with the same settings is reused.
     """
     url, best = resolve_checkpoint(checkpoint, root or RunConfig().root)
     if best is not None:
         get_run_logger().info("%s: round %d (%s %.4f) -> %s", checkpoint, best.round, best.metric, best.score, url)
-    settings = InferenceSettings(mode=mode, short_side=short_side, window=window, weights=weights,
-                                 confidence=confidence)
+    side = recorded_short_side(url) if short_side is None else (short_side or None)
+    settings = InferenceSettings(mode=mode, short_side=side, window=window, weights=weights, confidence=confidence)
     return predict(url, inputs, out, settings, overlays=overlays, batch_size=batch_size, device=device,
                    progress=False)

@@ -101,6 +101,45 @@ def test_predict_folder_of_png_and_jpeg_of_mixed_sizes(checkpoint, tmp_path):
     assert other.exit_code == 2 and len(_error_lines(other.output)) == 1 and "--overwrite" in other.output
 
 
+@pytest.mark.parametrize("recorded", [32, None])
+def test_without_short_side_predict_uses_the_checkpoints_own(checkpoint, tmp_path, recorded):
+    """The train stage records its profile's evaluate.short_side; predict and evaluate default to it."""
+    own = str(tmp_path / "own")
+    shutil.copytree(checkpoint, own)
+    lineage = read_lineage(own)
+    commit_folder(own, stage="train", config_hash=lineage["config_hash"],
+                  stats={"inference": {"short_side": recorded}})
+    image = _image(64, 96, 1)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    result = runner.invoke(app, ["predict", own, str(tmp_path / "a.png"), "--out", str(tmp_path / "pred"),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"short side: {recorded or 'native'}, the checkpoint's own" in result.output
+    (sample,) = open_artifact(str(tmp_path / "pred")).iter_samples()
+    np.testing.assert_array_equal(sample["seg.png"], _native_label(checkpoint, image, recorded))
+    assert read_lineage(str(tmp_path / "pred"))["params"]["short_side"] == recorded
+    native = runner.invoke(app, ["predict", own, str(tmp_path / "a.png"), "--out", str(tmp_path / "native"),
+                                 "--short-side", "0", "--device", "cpu"])
+    assert native.exit_code == 0 and "the checkpoint's own" not in native.output
+
+
+def test_a_checkpoint_from_before_the_record_gets_the_reference_short_side(checkpoint):
+    from stages.predict.checkpoints import recorded_short_side
+
+    assert "inference" not in read_lineage(checkpoint).get("stats", {})
+    assert recorded_short_side(checkpoint) == 1024
+
+
+def test_a_bad_recorded_short_side_is_refused_naming_the_checkpoint(checkpoint, tmp_path):
+    from stages.predict.checkpoints import recorded_short_side
+
+    own = str(tmp_path / "own")
+    shutil.copytree(checkpoint, own)
+    commit_folder(own, stage="train", config_hash="micro", stats={"inference": {"short_side": "big"}})
+    with pytest.raises(PredictInputError, match=f"checkpoint {own}.*--short-side"):
+        recorded_short_side(own)
+
+
 def test_predict_an_artifact_and_a_glob(checkpoint, tmp_path):
     url = str(tmp_path / "images-artifact")
     writer = ArtifactWriter(url, stage="ingest", config_hash="t", shard_max_samples=2)
@@ -329,6 +368,14 @@ def test_evaluate_a_checkpoint_on_a_profile_an_artifact_and_a_dataset_folder(che
                                 "--out", str(tmp_path / "eval2"), "--short-side", "0", "--device", "cpu"])
     assert again.exit_code == 0, again.output
     assert read_lineage(str(tmp_path / "eval2"))["stats"]["miou"] == lineage["stats"]["miou"]
+    # Without --short-side and a profile: the side the checkpoint's own profile evaluates at.
+    own = str(tmp_path / "own")
+    shutil.copytree(checkpoint, own)
+    commit_folder(own, stage="train", config_hash="micro", stats={"inference": {"short_side": 48}})
+    scored = runner.invoke(app, ["evaluate", own, "--data", str(tmp_path / "eval-data" / "target-fog"),
+                                 "--out", str(tmp_path / "eval-own"), "--device", "cpu"])
+    assert scored.exit_code == 0, scored.output
+    assert read_lineage(str(tmp_path / "eval-own"))["params"]["short_side"] == 48
 
     fx = make_cityscapes(tmp_path / "datasets", "val", 2)
     city = runner.invoke(app, ["evaluate", checkpoint, "--data", str(fx.root), "--kind", "cityscapes",

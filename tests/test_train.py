@@ -375,6 +375,7 @@ def test_warmup_then_joint_rounds_commit_checkpoint_artifacts(tmp_path):
     warm_url = str(tmp_path / "warmup")
     warm = train(cfg, src, [], warm_url, iters=2, mode="warmup")
     assert warm["step"] == 2 and warm["generated_share"] == 0.0
+    assert warm["inference"] == {"short_side": 1024}  # evaluate.short_side: predict's default for the checkpoint
     lineage = verify_folder(warm_url)
     assert lineage["stage"] == "train" and lineage["params"]["mode"] == "warmup"
     assert {"student_decoder.safetensors", "model.json", "train_state.pt", "metrics.parquet"} <= set(lineage["files"])

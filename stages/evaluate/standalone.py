@@ -33,6 +33,7 @@ class Scoring:
     targets: dict[str, str]
     averages: dict[str, str]
     settings: EvaluateConfig
+    from_profile: bool = False  # the settings are a --data profile's own, not defaults
 
 
 def _ingested(spec: DatasetSpec, work: str, artifacts_cfg: ArtifactConfig) -> str:
@@ -63,7 +64,8 @@ def scoring_for(data: str, work: str, *, kind: str | None = None, split: str = "
         except ConfigError as err:
             raise PredictInputError(str(err)) from None
         targets = {t.name: _ingested(t, work, cfg.artifacts) for t in cfg.data.targets}
-        return Scoring(targets, {t.name: t.average for t in cfg.data.targets}, settings or cfg.evaluate)
+        return Scoring(targets, {t.name: t.average for t in cfg.data.targets}, settings or cfg.evaluate,
+                       from_profile=settings is None)
     settings = settings or EvaluateConfig()
     if "://" in data or is_committed(data):
         if kind is not None:

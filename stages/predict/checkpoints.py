@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from artifacts import ArtifactError, Folder, read_lineage
+from clouds.config import EvaluateConfig
 from models.checkpoint import MODEL_JSON, CheckpointError, load_checkpoint
 from stages.predict.errors import PredictInputError
 
@@ -96,6 +97,19 @@ def check_checkpoint(url: str) -> dict:
             f"{MODEL_JSON} (a checkpoint is a run's round-NNN/train folder)"
         )
     return lineage
+
+
+def recorded_short_side(url: str) -> int | None:
+    """The short side a checkpoint's own profile evaluates it at (None = native size), as its train stage
+    recorded it; the reference's 1024 for checkpoints committed before clouds recorded it."""
+    inference = check_checkpoint(url).get("stats", {}).get("inference")
+    if isinstance(inference, dict) and "short_side" in inference:
+        side = inference["short_side"]
+        if side is not None and (not isinstance(side, int) or side < 1):
+            raise PredictInputError(f"checkpoint {url}: its lineage records short side {side!r}, not a positive "
+                                    "integer or null; pass --short-side")
+        return side
+    return EvaluateConfig().short_side
 
 
 def _one_line(err: BaseException) -> str:

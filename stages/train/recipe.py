@@ -220,6 +220,9 @@ class TrainRecipe:
             "url": self.output_url, "mode": self.mode, "step": state.step, "iters": self.iters,
             "total_iters": state.total_iters, "loss": last.get("loss"), "lr": state.lr(),
             "samples_seen": state.position, "generated_share": generated, "sizes": self.data.sizes,
+            # Not hashed: the scale the profile scores this checkpoint at, which `clouds predict` and
+            # `clouds evaluate` default to (a 64x128 tiny model resized to 1024 predicts nothing useful).
+            "inference": {"short_side": self.cfg.evaluate.short_side},
         }
         rngs = gather_objects(capture_rng())  # the next round of the same schedule continues each rank's stream
         if is_main():
