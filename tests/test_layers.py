@@ -98,3 +98,13 @@ def test_what_a_user_can_fix_is_a_clouds_error_and_what_is_a_bug_is_not(tmp_path
     with pytest.raises(ValueError) as bug:  # a broken invariant inside the code: the traceback is wanted
         confusion_matrix(np.zeros((2, 2), np.uint8), np.zeros((3, 3), np.uint8))
     assert not isinstance(bug.value, CloudsError)
+
+
+def test_the_refine_stage_does_not_import_the_segmenter_libraries():
+    """Refine workers score with the metrics alone; open_clip and transformers cost ~3 s per process."""
+    import subprocess
+    import sys
+
+    code = "import sys, stages.refine.stage; print(sorted({'open_clip', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
