@@ -610,12 +610,11 @@ def _checkpoint_url(spec: str, root: str | None) -> str:
 
 def _short_side(option: int | None, checkpoint_url: str) -> int | None:
     """--short-side as given (0 = native), else the side the checkpoint's own profile evaluates at, said."""
-    from stages.predict.checkpoints import recorded_short_side
+    from stages.predict.checkpoints import chosen_short_side
 
-    if option is not None:
-        return option or None
-    side = recorded_short_side(checkpoint_url)
-    console.print(f"short side: {side or 'native'}, the checkpoint's own (--short-side changes it)", highlight=False)
+    side = chosen_short_side(option, checkpoint_url)
+    if option is None:
+        console.print(f"short side: {side or 'native'}, the checkpoint's own (--short-side changes it)", highlight=False)
     return side
 
 

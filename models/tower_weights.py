@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from clouds.errors import InputError
@@ -23,12 +23,18 @@ from clouds.errors import InputError
 KIND = "clouds-image-tower"
 
 
-def save_image_tower(path: str | Path, visual: nn.Module, model_name: str, provenance: dict[str, Any]) -> None:
-    """Write the tower's weights (fp16 floats) and where they came from (`provenance`: command, seed, ...)."""
+def image_tower_bytes(visual: nn.Module, model_name: str, provenance: dict[str, Any]) -> bytes:
+    """The tower's weights (fp16 floats) and where they came from (`provenance`: command, seed, ...), as the
+    bytes of a safetensors file (so a stage can write them atomically to any fsspec URL)."""
     state = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
              for k, v in visual.state_dict().items()}
     meta = {"kind": KIND, "model": model_name, "provenance": json.dumps(provenance, sort_keys=True)}
-    save_file(state, str(path), metadata=meta)
+    return save(state, metadata=meta)
+
+
+def save_image_tower(path: str | Path, visual: nn.Module, model_name: str, provenance: dict[str, Any]) -> None:
+    """`image_tower_bytes` written to a local file."""
+    Path(path).write_bytes(image_tower_bytes(visual, model_name, provenance))
 
 
 def is_image_tower_file(path: str | Path) -> bool:

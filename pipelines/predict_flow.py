@@ -11,7 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from clouds.config.run import RunConfig
-from stages.predict.checkpoints import recorded_short_side, resolve_checkpoint
+from stages.predict.checkpoints import chosen_short_side, resolve_checkpoint
 from stages.predict.inference import InferenceSettings
 from stages.predict.stage import predict
 
@@ -39,7 +39,6 @@ def predict_flow(
     url, best = resolve_checkpoint(checkpoint, root or RunConfig().root)
     if best is not None:
         get_run_logger().info("%s: round %d (%s %.4f) -> %s", checkpoint, best.round, best.metric, best.score, url)
-    side = recorded_short_side(url) if short_side is None else (short_side or None)
-    settings = InferenceSettings(mode=mode, short_side=side, window=window, weights=weights, confidence=confidence)
+    settings = InferenceSettings(mode=mode, short_side=chosen_short_side(short_side, url), window=window, weights=weights, confidence=confidence)
     return predict(url, inputs, out, settings, overlays=overlays, batch_size=batch_size, device=device,
                    progress=False)

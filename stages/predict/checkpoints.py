@@ -102,7 +102,8 @@ def check_checkpoint(url: str) -> dict:
 def recorded_short_side(url: str) -> int | None:
     """The short side a checkpoint's own profile evaluates it at (None = native size), as its train stage
     recorded it; the reference's 1024 for checkpoints committed before clouds recorded it."""
-    inference = check_checkpoint(url).get("stats", {}).get("inference")
+    stats = check_checkpoint(url).get("stats")
+    inference = stats.get("inference") if isinstance(stats, dict) else None
     if isinstance(inference, dict) and "short_side" in inference:
         side = inference["short_side"]
         if side is not None and (not isinstance(side, int) or side < 1):
@@ -110,6 +111,11 @@ def recorded_short_side(url: str) -> int | None:
                                     "integer or null; pass --short-side")
         return side
     return EvaluateConfig().short_side
+
+
+def chosen_short_side(option: int | None, url: str) -> int | None:
+    """The short side to infer at: `option` as given (0 = native size), else the checkpoint's own."""
+    return recorded_short_side(url) if option is None else (option or None)
 
 
 def _one_line(err: BaseException) -> str:

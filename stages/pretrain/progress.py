@@ -12,8 +12,6 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -97,16 +95,6 @@ def plot_history(history: Sequence[dict[str, float]], keys: Sequence[str], path:
     folder.write_atomic(path, buffer.getvalue())
 
 
-def write_via_path(folder: Folder, name: str, write: Callable[[str], None]) -> None:
-    """For writers that need a path (safetensors): write a local temporary file, then move its bytes into
-    place atomically, so the artifact (local or remote) never shows half a file."""
-    with tempfile.TemporaryDirectory() as scratch:
-        path = os.path.join(scratch, name)
-        write(path)
-        with open(path, "rb") as f:
-            folder.write_atomic(name, f.read())
-
-
 class Pretraining(Protocol):
     """One model being pretrained, as `run_pretraining` drives it: a step on a batch drawn from
     (seed, step), its state for snapshots, its log line and the weight file it commits."""
@@ -128,7 +116,7 @@ class Pretraining(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-    def write_weights(self, path: str, provenance: dict[str, Any]) -> None: ...
+    def weights_bytes(self, provenance: dict[str, Any]) -> bytes: ...
 
 
 def run_pretraining(stage: str, params: dict[str, Any], output_url: str, provenance: dict[str, Any] | None,
@@ -165,7 +153,7 @@ def run_pretraining(stage: str, params: dict[str, Any], output_url: str, provena
         if trainer.step % trainer.checkpoint_every == 0 and trainer.step < trainer.iters:
             save_snapshot(folder, stage, trainer.state_dict(), config_hash)
     provenance = {**(provenance or {}), "config_hash": config_hash, **params}
-    write_via_path(folder, trainer.weights_file, lambda path: trainer.write_weights(path, provenance))
+    folder.write_atomic(trainer.weights_file, trainer.weights_bytes(provenance))  # never half a file
     last = trainer.history[-1] if trainer.history else {}
     stats = {"url": output_url, "step": trainer.step, **{k: last.get(k) for k in trainer.summary},
              "wall_s": round(time.monotonic() - started, 1)}

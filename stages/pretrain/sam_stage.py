@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from clouds.config import CloudsConfig
 from clouds.config.pretrain import PretrainSamConfig
@@ -64,8 +64,8 @@ class SamPretrainer:
         return (f"loss {mean['loss']:.4f} (mask {mean['mask']:.3f}, iou head {mean['iou_head']:.4f}), "
                 f"best-mask IoU {mean['best_iou']:.3f}")
 
-    def write_weights(self, path: str, provenance: dict[str, Any]) -> None:
-        save_sam_file(path, self.sam, provenance)
+    def weights_bytes(self, provenance: dict[str, Any]) -> bytes:
+        return sam_file_bytes(self.sam, provenance)
 
     def train_step(self, bank: MaskBank, rng: np.random.Generator) -> dict[str, float]:
         p = self.p
@@ -87,11 +87,11 @@ class SamPretrainer:
         self.step, self.history = int(state["step"]), list(state["history"])
 
 
-def save_sam_file(path: str, sam: torch.nn.Module, metadata: dict[str, Any]) -> None:
-    """fp16 tensors (half the size; refinement casts them back to the model's fp32 on load) and the
-    provenance as safetensors metadata (strings only: JSON)."""
+def sam_file_bytes(sam: torch.nn.Module, metadata: dict[str, Any]) -> bytes:
+    """A safetensors file's bytes: fp16 tensors (half the size; refinement casts them back to the model's fp32
+    on load) and the provenance as metadata (strings only: JSON)."""
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in sam.state_dict().items()}
-    save_file(tensors, path, metadata={"provenance": json.dumps(metadata, sort_keys=True)})
+    return save(tensors, metadata={"provenance": json.dumps(metadata, sort_keys=True)})
 
 
 def pretrain_sam(cfg: CloudsConfig, output_url: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:

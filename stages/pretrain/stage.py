@@ -22,7 +22,7 @@ import torch
 
 from clouds.config import BackboneConfig, CloudsConfig
 from models.backbone import build_backbone, create_clip
-from models.tower_weights import save_image_tower
+from models.tower_weights import image_tower_bytes
 from stages.pretrain.objective import DenseCrossDomainObjective, ObjectiveWeights
 from stages.pretrain.pairs import PairBank
 from stages.pretrain.progress import apply_gradients, run_pretraining, warmup_cosine
@@ -68,8 +68,8 @@ class Pretrainer:
         return (f"loss {mean['loss']:.4f} (match {mean['match']:.3f}, acc {mean['match_acc']:.2f}, "
                 f"depth {mean['depth']:.4f}, edge {mean['edge']:.3f})")
 
-    def write_weights(self, path: str, provenance: dict[str, Any]) -> None:
-        save_image_tower(path, self.tower.visual, self.model_name, provenance)
+    def weights_bytes(self, provenance: dict[str, Any]) -> bytes:
+        return image_tower_bytes(self.tower.visual, self.model_name, provenance)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         self.tower.train()
